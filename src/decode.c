@@ -1,0 +1,790 @@
+/*
+ * decode.c -- Avro binary record values to tp_event_t, the first step after
+ * the consumer on every record.
+ *
+ * The decoder is written out by hand for the three input schemas instead of
+ * walking a schema at run time: each field is one inlined reader that checks
+ * the bytes it needs against the end of the buffer before touching them, so
+ * the success path is a straight line of loads, compares and stores with no
+ * allocation (Avro-C's generic reader allocates every string and costs 20-30
+ * times as much). Everything that can go wrong on the wire or against SPEC's
+ * ranges ends in a cold function that formats the detail message, so the
+ * formatting code stays out of the hot loop.
+ *
+ * Because the layout is code, it could silently drift from the .avsc files in schemas/.
+ * The field table below is the decoder's own statement of what it reads, in
+ * order; tp_decode_check_schemas() parses the embedded .avsc files with Avro-C
+ * and compares them with that table at start-up.
+ */
+#include <assert.h>
+#include <avro.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "decode_int.h"
+#include "touchpulse/decode.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+/*
+ * The readers are called once per field from three record functions; forcing
+ * them inline lets the compiler keep the cursor in a register for the whole
+ * record instead of spilling it around calls.
+ */
+#define HOT static inline __attribute__((always_inline))
+#define COLD static __attribute__((cold, noinline))
+
+#define CONFLUENT_HEADER 5 /* 0x00 magic byte + 4-byte big-endian schema id */
+#define LONG_MAX_BYTES 10  /* ceil(64 / 7) */
+#define INT_MAX_BYTES 5    /* ceil(32 / 7) */
+
+/* ---- reasons ------------------------------------------------------------ */
+
+static const char *const reject_labels[TP_REJECT_COUNT] = {
+    [TP_REJECT_NONE] = "none",
+#define XX(code, label, msg) [TP_REJECT_##code] = label,
+    TP_REJECT_MAP(XX)
+#undef XX
+};
+
+static const char *const reject_messages[TP_REJECT_COUNT] = {
+    [TP_REJECT_NONE] = "record accepted",
+#define XX(code, label, msg) [TP_REJECT_##code] = msg,
+    TP_REJECT_MAP(XX)
+#undef XX
+};
+
+const char *tp_reject_label(tp_reject_t reason) {
+  return (unsigned)reason < TP_REJECT_COUNT ? reject_labels[reason] : "unknown";
+}
+
+const char *tp_reject_describe(tp_reject_t reason) {
+  return (unsigned)reason < TP_REJECT_COUNT ? reject_messages[reason]
+                                            : "unknown rejection reason";
+}
+
+/* ---- touchpoint characters ---------------------------------------------- */
+
+/* SPEC: a touchpoint id is 1-128 bytes of [A-Za-z0-9._:/-]. */
+#define TOUCHPOINT_CHAR(c)                                                     \
+  (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||                \
+   ((c) >= '0' && (c) <= '9') || (c) == '.' || (c) == '_' || (c) == ':' ||     \
+   (c) == '/' || (c) == '-')
+#define TC4(c)                                                                 \
+  TOUCHPOINT_CHAR(c), TOUCHPOINT_CHAR((c) + 1), TOUCHPOINT_CHAR((c) + 2),      \
+      TOUCHPOINT_CHAR((c) + 3)
+#define TC16(c) TC4(c), TC4((c) + 4), TC4((c) + 8), TC4((c) + 12)
+#define TC64(c) TC16(c), TC16((c) + 16), TC16((c) + 32), TC16((c) + 48)
+
+/* A table, not the range test above, so the check is one load per byte. */
+static const uint8_t touchpoint_chars[256] = {TC64(0), TC64(64), TC64(128),
+                                              TC64(192)};
+
+int tp_touchpoint_char_ok(unsigned char c) { return touchpoint_chars[c]; }
+
+/*
+ * AND-ing over every byte instead of returning at the first bad one keeps the
+ * loop free of data-dependent branches; valid ids are the common case and are
+ * read to the end either way.
+ */
+HOT unsigned touchpoint_chars_ok(const uint8_t *s, size_t len) {
+  unsigned ok = 1;
+  for (size_t i = 0; i < len; i++)
+    ok &= touchpoint_chars[s[i]];
+  return ok;
+}
+
+int tp_touchpoint_valid(const char *s, size_t len) {
+  if (s == NULL || len == 0 || len > TP_TOUCHPOINT_MAX)
+    return 0;
+  return (int)touchpoint_chars_ok((const uint8_t *)s, len);
+}
+
+/* ---- what the decoder reads --------------------------------------------- */
+
+typedef enum {
+  K_STRING,
+  K_LONG,
+  K_ENUM,
+  K_BOOLEAN,
+  K_OPT_STRING, /* ["null", "string"] */
+  K_OPT_INT,    /* ["null", "int"] */
+  K_OPT_LONG,   /* ["null", "long"] */
+} kind_t;
+
+typedef struct {
+  const char *name;
+  kind_t kind;
+  const char *const *symbols; /* K_ENUM: symbol names by index */
+  unsigned nsymbols;
+} field_t;
+
+enum {
+  F_EVENT_ID,
+  F_OCCURRED_AT,
+  F_TOUCHPOINT,
+  F_STAGE,
+  F_CHANNEL,
+  F_CUSTOMER_ID,
+  F_CSAT,
+  F_NPS,
+  F_CES,
+  F_REPURCHASE,
+  F_TRY_OTHER,
+  F_COMMENT,
+  F_TICKET_ID,
+  F_SUPPORT_KIND,
+  F_COMPLAINT,
+  F_ORDER_ID,
+  F_COMMERCE_KIND,
+  F_AMOUNT_MINOR,
+  F_REASON,
+  F_COUNT
+};
+
+#define XX(s) #s,
+static const char *const stage_symbols[] = {TP_STAGE_MAP(XX)};
+static const char *const channel_symbols[] = {TP_CHANNEL_MAP(XX)};
+static const char *const support_kind_symbols[] = {TP_SUPPORT_KIND_MAP(XX)};
+static const char *const commerce_kind_symbols[] = {TP_COMMERCE_KIND_MAP(XX)};
+#undef XX
+
+#define ENUM_OF(syms, count) K_ENUM, syms, count
+static const field_t fields[F_COUNT] = {
+    [F_EVENT_ID] = {"event_id", K_STRING},
+    [F_OCCURRED_AT] = {"occurred_at", K_LONG},
+    [F_TOUCHPOINT] = {"touchpoint", K_STRING},
+    [F_STAGE] = {"stage", ENUM_OF(stage_symbols, TP_STAGE_COUNT)},
+    [F_CHANNEL] = {"channel", ENUM_OF(channel_symbols, TP_CHANNEL_COUNT)},
+    [F_CUSTOMER_ID] = {"customer_id", K_OPT_STRING},
+    [F_CSAT] = {"csat", K_OPT_INT},
+    [F_NPS] = {"nps", K_OPT_INT},
+    [F_CES] = {"ces", K_OPT_INT},
+    [F_REPURCHASE] = {"repurchase", K_OPT_INT},
+    [F_TRY_OTHER] = {"try_other", K_OPT_INT},
+    [F_COMMENT] = {"comment", K_OPT_STRING},
+    [F_TICKET_ID] = {"ticket_id", K_STRING},
+    [F_SUPPORT_KIND] = {"kind",
+                        ENUM_OF(support_kind_symbols, TP_SUPPORT_KIND_COUNT)},
+    [F_COMPLAINT] = {"complaint", K_BOOLEAN},
+    [F_ORDER_ID] = {"order_id", K_STRING},
+    [F_COMMERCE_KIND] = {"kind",
+                         ENUM_OF(commerce_kind_symbols, TP_COMMERCE_KIND_COUNT)},
+    [F_AMOUNT_MINOR] = {"amount_minor", K_OPT_LONG},
+    [F_REASON] = {"reason", K_OPT_STRING},
+};
+#undef ENUM_OF
+
+/*
+ * Wire order of each input schema. decode_feedback() and friends below read
+ * exactly these fields in exactly this order; keep the two in step.
+ */
+#define COMMON_LAYOUT F_EVENT_ID, F_OCCURRED_AT, F_TOUCHPOINT, F_STAGE, F_CHANNEL
+static const uint8_t feedback_layout[] = {
+    COMMON_LAYOUT, F_CUSTOMER_ID, F_CSAT,      F_NPS,
+    F_CES,         F_REPURCHASE,  F_TRY_OTHER, F_COMMENT};
+static const uint8_t support_layout[] = {COMMON_LAYOUT, F_TICKET_ID,
+                                         F_SUPPORT_KIND, F_COMPLAINT};
+static const uint8_t commerce_layout[] = {COMMON_LAYOUT, F_ORDER_ID,
+                                          F_COMMERCE_KIND, F_AMOUNT_MINOR,
+                                          F_REASON};
+static const struct {
+  const uint8_t *fields;
+  size_t count;
+} layouts[TP_SRC_COUNT] = {
+    [TP_SRC_FEEDBACK] = {feedback_layout, sizeof(feedback_layout)},
+    [TP_SRC_SUPPORT] = {support_layout, sizeof(support_layout)},
+    [TP_SRC_COMMERCE] = {commerce_layout, sizeof(commerce_layout)},
+};
+
+/* ---- the cursor and the failure path ------------------------------------ */
+
+typedef struct {
+  const uint8_t *p;    /* next unread byte; base <= p <= end */
+  const uint8_t *end;  /* one past the last byte of the value */
+  const uint8_t *base; /* first byte of the value: offsets count from here */
+  char *detail;        /* caller's message buffer, may be NULL */
+  size_t detail_size;
+} dec_t;
+
+#define OFFSET(d, ptr) ((size_t)((const uint8_t *)(ptr) - (d)->base))
+#define LEFT(d, ptr) ((size_t)((d)->end - (const uint8_t *)(ptr)))
+#define NAME(f) (fields[f].name)
+
+/*
+ * The only place that writes the detail. It takes the buffer by value rather
+ * than the dec_t, so the cursor's address never escapes the hot path.
+ */
+COLD __attribute__((format(printf, 4, 5))) tp_reject_t
+reject(char *detail, size_t size, tp_reject_t why, const char *fmt, ...) {
+  if (detail == NULL || size == 0)
+    return why;
+  int n = snprintf(detail, size, "%s: ", tp_reject_label(why));
+  if (n >= 0 && (size_t)n < size) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail + n, size - (size_t)n, fmt, ap);
+    va_end(ap);
+  }
+  return why;
+}
+#define REJECT(d, why, ...)                                                    \
+  reject((d)->detail, (d)->detail_size, TP_REJECT_##why, __VA_ARGS__)
+
+/*
+ * A varint that did not end within its byte budget or the buffer. p is its
+ * first byte; max is the budget (10 for long, 5 for int).
+ */
+COLD tp_reject_t varint_fail(const dec_t *d, int f, const uint8_t *p,
+                             unsigned max) {
+  size_t left = LEFT(d, p);
+  if (left == 0)
+    return REJECT(d, TRUNCATED, "field '%s' needs 1 byte at offset %zu, 0 left",
+                  NAME(f), OFFSET(d, p));
+  if (left < max) {
+    size_t i = 0;
+    while (i < left && (p[i] & 0x80))
+      i++;
+    if (i == left)
+      return REJECT(d, TRUNCATED,
+                    "field '%s' varint at offset %zu continues past the end "
+                    "(%zu bytes left)",
+                    NAME(f), OFFSET(d, p), left);
+  }
+  return REJECT(d, BAD_VARINT,
+                "field '%s' varint at offset %zu is longer than %u bytes",
+                NAME(f), OFFSET(d, p), max);
+}
+
+COLD tp_reject_t varint_overflow(const dec_t *d, int f, const uint8_t *p,
+                                 unsigned max) {
+  return REJECT(d, BAD_VARINT,
+                "field '%s' varint at offset %zu does not fit %s", NAME(f),
+                OFFSET(d, p), max == LONG_MAX_BYTES ? "64 bits" : "an int (32 bits)");
+}
+
+/* ---- readers -------------------------------------------------------------- */
+
+static inline int64_t unzigzag(uint64_t v) {
+  return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/*
+ * Reads one varint of at most max bytes into *raw, still zigzag-encoded.
+ * Non-minimal encodings (0x80 0x00 for 0) are accepted as Avro allows, but the
+ * last of max bytes may only carry the bits the type has left: bit 63 for a
+ * long, bits 28-31 for an int, so every accepted value fits its type.
+ */
+HOT tp_reject_t rd_varint(dec_t *d, int f, unsigned max, uint64_t *raw) {
+  const uint8_t *p = d->p;
+  size_t left = LEFT(d, p);
+  if (LIKELY(left > 0 && p[0] < 0x80)) {
+    *raw = p[0];
+    d->p = p + 1;
+    return TP_REJECT_NONE;
+  }
+  size_t n = left < max ? left : max;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t b = p[i];
+    v |= (b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      if (UNLIKELY(i == max - 1 && b > (max == LONG_MAX_BYTES ? 0x01 : 0x0f)))
+        return varint_overflow(d, f, p, max);
+      *raw = v;
+      d->p = p + i + 1;
+      return TP_REJECT_NONE;
+    }
+  }
+  return varint_fail(d, f, p, max);
+}
+
+#define TRY(expr)                                                              \
+  do {                                                                         \
+    tp_reject_t rc_ = (expr);                                                  \
+    if (UNLIKELY(rc_ != TP_REJECT_NONE))                                       \
+      return rc_;                                                              \
+  } while (0)
+
+HOT tp_reject_t rd_long(dec_t *d, int f, int64_t *out) {
+  uint64_t raw;
+  TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
+  *out = unzigzag(raw);
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t string_fail(const dec_t *d, int f, const uint8_t *at,
+                             int64_t n) {
+  if (n < 0)
+    return REJECT(d, BAD_LENGTH, "field '%s' has negative length %" PRId64
+                  " at offset %zu", NAME(f), n, OFFSET(d, at));
+  if ((uint64_t)n <= LEFT(d, d->p))
+    return REJECT(d, BAD_LENGTH, "field '%s' length %" PRId64
+                  " at offset %zu exceeds 4 GiB", NAME(f), n, OFFSET(d, at));
+  return REJECT(d, TRUNCATED, "field '%s' needs %" PRId64
+                " bytes at offset %zu, %zu left", NAME(f), n,
+                OFFSET(d, d->p), LEFT(d, d->p));
+}
+
+/* The string points into the record; nothing is copied. */
+HOT tp_reject_t rd_string(dec_t *d, int f, tp_str_t *s) {
+  const uint8_t *at = d->p;
+  uint64_t raw;
+  TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
+  int64_t n = unzigzag(raw);
+  /* A negative n compares as huge; tp_str_t holds 32 bits of length. */
+  if (UNLIKELY((uint64_t)n > LEFT(d, d->p) || (uint64_t)n > UINT32_MAX))
+    return string_fail(d, f, at, n);
+  s->ptr = (const char *)d->p;
+  s->len = (uint32_t)n;
+  d->p += n;
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t union_fail(const dec_t *d, int f, const uint8_t *at,
+                            uint64_t raw) {
+  return REJECT(d, BAD_UNION,
+                "field '%s' has branch index %" PRId64
+                " at offset %zu, the schema has 0 (null) and 1",
+                NAME(f), unzigzag(raw), OFFSET(d, at));
+}
+
+/* Every union here is ["null", T]: *present says whether T follows. */
+HOT tp_reject_t rd_union(dec_t *d, int f, bool *present) {
+  const uint8_t *at = d->p;
+  uint64_t raw;
+  TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
+  if (UNLIKELY((raw | 2) != 2)) /* zigzag: index 0 is 0, index 1 is 2 */
+    return union_fail(d, f, at, raw);
+  *present = raw != 0;
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t enum_fail(const dec_t *d, int f, const uint8_t *at,
+                           uint64_t raw) {
+  return REJECT(d, BAD_ENUM,
+                "field '%s' has symbol index %" PRId64
+                " at offset %zu, the schema has %u symbols",
+                NAME(f), unzigzag(raw), OFFSET(d, at), fields[f].nsymbols);
+}
+
+/* An enum index is an Avro int. */
+HOT tp_reject_t rd_enum(dec_t *d, int f, unsigned nsymbols, uint8_t *out) {
+  const uint8_t *at = d->p;
+  uint64_t raw;
+  TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
+  /* Index k >= 0 is 2k in zigzag; odd means negative. */
+  if (UNLIKELY(raw >= 2u * nsymbols || (raw & 1)))
+    return enum_fail(d, f, at, raw);
+  *out = (uint8_t)(raw >> 1);
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t boolean_fail(const dec_t *d, int f) {
+  if (d->p == d->end)
+    return REJECT(d, TRUNCATED, "field '%s' needs 1 byte at offset %zu, 0 left",
+                  NAME(f), OFFSET(d, d->p));
+  return REJECT(d, BAD_BOOLEAN, "field '%s' has byte 0x%02x at offset %zu",
+                NAME(f), d->p[0], OFFSET(d, d->p));
+}
+
+HOT tp_reject_t rd_boolean(dec_t *d, int f, bool *out) {
+  if (UNLIKELY(d->p == d->end || d->p[0] > 1))
+    return boolean_fail(d, f);
+  *out = d->p[0];
+  d->p++;
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t range_fail(const dec_t *d, int f, const uint8_t *at,
+                            int64_t v, int lo, int hi) {
+  return REJECT(d, OUT_OF_RANGE,
+                "field '%s' is %" PRId64 " at offset %zu, must be %d-%d",
+                NAME(f), v, OFFSET(d, at), lo, hi);
+}
+
+/* A ["null", "int"] score: TP_SCORE_NULL, or a value within [lo, hi]. */
+HOT tp_reject_t rd_score(dec_t *d, int f, int lo, int hi, int8_t *out) {
+  bool present;
+  TRY(rd_union(d, f, &present));
+  if (!present) {
+    *out = TP_SCORE_NULL;
+    return TP_REJECT_NONE;
+  }
+  const uint8_t *at = d->p;
+  uint64_t raw;
+  TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
+  int64_t v = unzigzag(raw);
+  if (UNLIKELY(v < lo || v > hi))
+    return range_fail(d, f, at, v, lo, hi);
+  *out = (int8_t)v;
+  return TP_REJECT_NONE;
+}
+
+/* A ["null", "string"]: ptr NULL when null. */
+HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s) {
+  bool present;
+  TRY(rd_union(d, f, &present));
+  if (!present) {
+    s->ptr = NULL;
+    s->len = 0;
+    return TP_REJECT_NONE;
+  }
+  return rd_string(d, f, s);
+}
+
+/* ---- field rules ---------------------------------------------------------- */
+
+COLD tp_reject_t id_fail(const dec_t *d, int f, tp_reject_t why, tp_str_t s) {
+  return reject(d->detail, d->detail_size, why,
+                "field '%s' is %" PRIu32
+                " bytes at offset %zu, must be 1-%d",
+                NAME(f), s.len, OFFSET(d, s.ptr), TP_ID_MAX);
+}
+
+/* event_id, ticket_id and order_id: 1-128 bytes, any content. */
+HOT tp_reject_t check_id(const dec_t *d, int f, tp_reject_t why, tp_str_t s) {
+  if (UNLIKELY(s.len - 1u >= TP_ID_MAX)) /* len 0 wraps around */
+    return id_fail(d, f, why, s);
+  return TP_REJECT_NONE;
+}
+
+COLD tp_reject_t touchpoint_fail(const dec_t *d, tp_str_t s) {
+  if (s.len == 0 || s.len > TP_TOUCHPOINT_MAX)
+    return REJECT(d, BAD_TOUCHPOINT,
+                  "field 'touchpoint' is %" PRIu32
+                  " bytes at offset %zu, must be 1-%d",
+                  s.len, OFFSET(d, s.ptr), TP_TOUCHPOINT_MAX);
+  size_t i = 0;
+  while (i + 1 < s.len && touchpoint_chars[(uint8_t)s.ptr[i]])
+    i++;
+  return REJECT(d, BAD_TOUCHPOINT,
+                "field 'touchpoint' has byte 0x%02x at offset %zu, "
+                "allowed are [A-Za-z0-9._:/-]",
+                (uint8_t)s.ptr[i], OFFSET(d, s.ptr + i));
+}
+
+COLD tp_reject_t comment_fail(const dec_t *d, tp_str_t s) {
+  return REJECT(d, COMMENT_TOO_LONG,
+                "field 'comment' is %" PRIu32 " bytes at offset %zu, at most %d",
+                s.len, OFFSET(d, s.ptr), TP_COMMENT_MAX);
+}
+
+COLD tp_reject_t occurred_at_fail(const dec_t *d, const uint8_t *at,
+                                  int64_t v) {
+  return REJECT(d, OUT_OF_RANGE,
+                "field 'occurred_at' is %" PRId64 " at offset %zu, must be >= 0",
+                v, OFFSET(d, at));
+}
+
+/* ---- records -------------------------------------------------------------- */
+
+HOT tp_reject_t decode_common(dec_t *d, tp_event_t *ev) {
+  TRY(rd_string(d, F_EVENT_ID, &ev->event_id));
+  TRY(check_id(d, F_EVENT_ID, TP_REJECT_BAD_EVENT_ID, ev->event_id));
+
+  const uint8_t *at = d->p;
+  TRY(rd_long(d, F_OCCURRED_AT, &ev->occurred_at));
+  if (UNLIKELY(ev->occurred_at < 0))
+    return occurred_at_fail(d, at, ev->occurred_at);
+
+  TRY(rd_string(d, F_TOUCHPOINT, &ev->touchpoint));
+  tp_str_t tp = ev->touchpoint;
+  if (UNLIKELY(tp.len - 1u >= TP_TOUCHPOINT_MAX ||
+               !touchpoint_chars_ok((const uint8_t *)tp.ptr, tp.len)))
+    return touchpoint_fail(d, tp);
+
+  TRY(rd_enum(d, F_STAGE, TP_STAGE_COUNT, &ev->stage));
+  TRY(rd_enum(d, F_CHANNEL, TP_CHANNEL_COUNT, &ev->channel));
+  return TP_REJECT_NONE;
+}
+
+HOT tp_reject_t decode_feedback(dec_t *d, tp_event_t *ev) {
+  TRY(decode_common(d, ev));
+  TRY(rd_opt_string(d, F_CUSTOMER_ID, &ev->feedback.customer_id));
+  TRY(rd_score(d, F_CSAT, 1, 5, &ev->feedback.csat));
+  TRY(rd_score(d, F_NPS, 0, 10, &ev->feedback.nps));
+  TRY(rd_score(d, F_CES, 1, 7, &ev->feedback.ces));
+  TRY(rd_score(d, F_REPURCHASE, 0, 10, &ev->feedback.repurchase));
+  TRY(rd_score(d, F_TRY_OTHER, 0, 10, &ev->feedback.try_other));
+  TRY(rd_opt_string(d, F_COMMENT, &ev->feedback.comment));
+  if (UNLIKELY(ev->feedback.comment.len > TP_COMMENT_MAX))
+    return comment_fail(d, ev->feedback.comment);
+  return TP_REJECT_NONE;
+}
+
+HOT tp_reject_t decode_support(dec_t *d, tp_event_t *ev) {
+  TRY(decode_common(d, ev));
+  TRY(rd_string(d, F_TICKET_ID, &ev->support.ticket_id));
+  TRY(check_id(d, F_TICKET_ID, TP_REJECT_BAD_ID, ev->support.ticket_id));
+  TRY(rd_enum(d, F_SUPPORT_KIND, TP_SUPPORT_KIND_COUNT, &ev->support.kind));
+  TRY(rd_boolean(d, F_COMPLAINT, &ev->support.complaint));
+  return TP_REJECT_NONE;
+}
+
+HOT tp_reject_t decode_commerce(dec_t *d, tp_event_t *ev) {
+  TRY(decode_common(d, ev));
+  TRY(rd_string(d, F_ORDER_ID, &ev->commerce.order_id));
+  TRY(check_id(d, F_ORDER_ID, TP_REJECT_BAD_ID, ev->commerce.order_id));
+  TRY(rd_enum(d, F_COMMERCE_KIND, TP_COMMERCE_KIND_COUNT, &ev->commerce.kind));
+  bool present;
+  TRY(rd_union(d, F_AMOUNT_MINOR, &present));
+  ev->commerce.has_amount = present;
+  ev->commerce.amount_minor = 0;
+  if (present)
+    TRY(rd_long(d, F_AMOUNT_MINOR, &ev->commerce.amount_minor));
+  TRY(rd_opt_string(d, F_REASON, &ev->commerce.reason));
+  return TP_REJECT_NONE;
+}
+
+tp_reject_t tp_decode(tp_source_t src, const void *buf, size_t len,
+                      tp_event_t *ev, char *detail, size_t detail_size) {
+  assert(ev != NULL);
+  dec_t d = {.p = buf, .end = buf, .base = buf, .detail = detail,
+             .detail_size = detail_size};
+  if (UNLIKELY(buf == NULL || len == 0))
+    return REJECT(&d, EMPTY, "record has no value");
+  d.end = d.p + len;
+  /*
+   * A plain record starts with event_id's length, and event_id is never
+   * empty, so a leading 0x00 can only be the Confluent magic byte. The schema
+   * id is not looked up: the topic already says which schema applies, and
+   * tp_decode_check_schemas() vouches for it.
+   */
+  if (d.p[0] == 0x00) {
+    if (UNLIKELY(len < CONFLUENT_HEADER))
+      return REJECT(&d, BAD_FRAMING,
+                    "record starts with the Confluent magic byte 0x00 but has "
+                    "%zu bytes, the header needs %d",
+                    len, CONFLUENT_HEADER);
+    d.p += CONFLUENT_HEADER;
+  }
+
+  tp_reject_t rc;
+  ev->source = src;
+  switch (src) {
+  case TP_SRC_FEEDBACK:
+    rc = decode_feedback(&d, ev);
+    break;
+  case TP_SRC_SUPPORT:
+    rc = decode_support(&d, ev);
+    break;
+  case TP_SRC_COMMERCE:
+    rc = decode_commerce(&d, ev);
+    break;
+  default:
+    return REJECT(&d, UNKNOWN_TOPIC, "source %d has no input schema", (int)src);
+  }
+  if (UNLIKELY(rc != TP_REJECT_NONE))
+    return rc;
+  if (UNLIKELY(d.p != d.end))
+    return REJECT(&d, TRAILING_BYTES,
+                  "%zu bytes after the last field, at offset %zu",
+                  LEFT(&d, d.p), OFFSET(&d, d.p));
+  return TP_REJECT_NONE;
+}
+
+/* ---- schemas -------------------------------------------------------------- */
+
+const char *tp_schema_json(tp_source_t src) {
+  switch (src) {
+  case TP_SRC_FEEDBACK:
+    return tp_schema_feedback_json;
+  case TP_SRC_SUPPORT:
+    return tp_schema_support_json;
+  case TP_SRC_COMMERCE:
+    return tp_schema_commerce_json;
+  }
+  return NULL;
+}
+
+static const char *avro_type_word(avro_schema_t s) {
+  switch (avro_typeof(s)) {
+  case AVRO_STRING: return "string";
+  case AVRO_BYTES: return "bytes";
+  case AVRO_INT32: return "int";
+  case AVRO_INT64: return "long";
+  case AVRO_FLOAT: return "float";
+  case AVRO_DOUBLE: return "double";
+  case AVRO_BOOLEAN: return "boolean";
+  case AVRO_NULL: return "null";
+  case AVRO_RECORD: return "record";
+  case AVRO_ENUM: return "enum";
+  case AVRO_FIXED: return "fixed";
+  case AVRO_MAP: return "map";
+  case AVRO_ARRAY: return "array";
+  case AVRO_UNION: return "union";
+  case AVRO_LINK: return "named type reference";
+  }
+  return "invalid";
+}
+
+static const char *kind_words(kind_t k) {
+  switch (k) {
+  case K_STRING: return "string";
+  case K_LONG: return "long";
+  case K_ENUM: return "enum";
+  case K_BOOLEAN: return "boolean";
+  case K_OPT_STRING: return "[null, string]";
+  case K_OPT_INT: return "[null, int]";
+  case K_OPT_LONG: return "[null, long]";
+  }
+  return "?";
+}
+
+/* A reference to an enum defined in an earlier field is as good as its target. */
+static avro_schema_t follow_links(avro_schema_t s) {
+  while (s != NULL && is_avro_link(s))
+    s = avro_schema_link_target(s);
+  return s;
+}
+
+/* "[null, long]" for a union, else the type word. */
+static void describe_type(avro_schema_t s, char *out, size_t size) {
+  s = follow_links(s);
+  if (!is_avro_union(s)) {
+    snprintf(out, size, "%s", avro_type_word(s));
+    return;
+  }
+  size_t used = 0;
+  size_t nb = avro_schema_union_size(s);
+  used += (size_t)snprintf(out, size, "[");
+  for (size_t i = 0; i < nb && used < size; i++) {
+    avro_schema_t b = follow_links(avro_schema_union_branch(s, (int)i));
+    used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "",
+                             avro_type_word(b));
+  }
+  if (used < size)
+    snprintf(out + used, size - used, "]");
+}
+
+static bool type_is(avro_schema_t s, avro_type_t t) {
+  return s != NULL && avro_typeof(s) == t;
+}
+
+static bool kind_matches(avro_schema_t s, kind_t k) {
+  switch (k) {
+  case K_STRING: return type_is(s, AVRO_STRING);
+  case K_LONG: return type_is(s, AVRO_INT64);
+  case K_ENUM: return type_is(s, AVRO_ENUM);
+  case K_BOOLEAN: return type_is(s, AVRO_BOOLEAN);
+  case K_OPT_STRING:
+  case K_OPT_INT:
+  case K_OPT_LONG:
+    break;
+  }
+  if (!type_is(s, AVRO_UNION) || avro_schema_union_size(s) != 2)
+    return false;
+  avro_type_t want = k == K_OPT_STRING ? AVRO_STRING
+                     : k == K_OPT_INT  ? AVRO_INT32
+                                       : AVRO_INT64;
+  return type_is(follow_links(avro_schema_union_branch(s, 0)), AVRO_NULL) &&
+         type_is(follow_links(avro_schema_union_branch(s, 1)), want);
+}
+
+/* @returns 0, or -1 with the difference (without the source prefix) in err. */
+static int check_field(int index, const char *name, avro_schema_t s,
+                       const field_t *want, char *err, size_t size) {
+  if (strcmp(name, want->name) != 0) {
+    snprintf(err, size, "field %d is '%s', the decoder reads '%s' there", index,
+             name, want->name);
+    return -1;
+  }
+  s = follow_links(s);
+  if (!kind_matches(s, want->kind)) {
+    char got[96];
+    describe_type(s, got, sizeof(got));
+    snprintf(err, size, "field %d '%s' is %s, the decoder reads %s", index,
+             name, got, kind_words(want->kind));
+    return -1;
+  }
+  if (want->kind != K_ENUM)
+    return 0;
+  unsigned n = (unsigned)avro_schema_enum_number_of_symbols(s);
+  for (unsigned i = 0; i < n || i < want->nsymbols; i++) {
+    const char *sym = i < n ? avro_schema_enum_get(s, (int)i) : NULL;
+    if (i >= want->nsymbols) {
+      snprintf(err, size,
+               "field %d '%s': enum symbol %u '%s' is unknown to the decoder, "
+               "which reads %u symbols",
+               index, name, i, sym, want->nsymbols);
+      return -1;
+    }
+    if (sym == NULL) {
+      snprintf(err, size,
+               "field %d '%s': enum has %u symbols, the decoder reads %u "
+               "(missing '%s')",
+               index, name, n, want->nsymbols, want->symbols[i]);
+      return -1;
+    }
+    if (strcmp(sym, want->symbols[i]) != 0) {
+      snprintf(err, size,
+               "field %d '%s': enum symbol %u is '%s', the decoder reads "
+               "index %u as '%s'",
+               index, name, i, sym, i, want->symbols[i]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+tp_err_t tp__decode_check_schema(tp_source_t src, const char *json, size_t len,
+                                 char *errstr, size_t errstr_size) {
+  char err[256];
+  avro_schema_t schema = NULL;
+  int failed = 0;
+
+  if ((unsigned)src >= TP_SRC_COUNT || json == NULL) {
+    snprintf(err, sizeof(err), "no input schema for source %d", (int)src);
+    failed = 1;
+  } else if (avro_schema_from_json_length(json, len, &schema) != 0) {
+    snprintf(err, sizeof(err), "Avro-C cannot parse it: %s", avro_strerror());
+    schema = NULL;
+    failed = 1;
+  } else if (!is_avro_record(schema)) {
+    snprintf(err, sizeof(err), "top-level type is %s, expected a record",
+             avro_type_word(schema));
+    failed = 1;
+  } else {
+    const uint8_t *want = layouts[src].fields;
+    size_t nwant = layouts[src].count;
+    size_t nhave = avro_schema_record_size(schema);
+    for (size_t i = 0; i < nhave && i < nwant && !failed; i++) {
+      const char *name = avro_schema_record_field_name(schema, (int)i);
+      avro_schema_t fs = avro_schema_record_field_get_by_index(schema, (int)i);
+      failed = check_field((int)i, name != NULL ? name : "?", fs,
+                           &fields[want[i]], err, sizeof(err)) != 0;
+    }
+    if (!failed && nhave > nwant) {
+      snprintf(err, sizeof(err),
+               "extra field %zu '%s' after the %zu fields the decoder reads",
+               nwant, avro_schema_record_field_name(schema, (int)nwant), nwant);
+      failed = 1;
+    } else if (!failed && nhave < nwant) {
+      snprintf(err, sizeof(err), "field %zu '%s' is missing (the schema has %zu)",
+               nhave, fields[want[nhave]].name, nhave);
+      failed = 1;
+    }
+  }
+  if (schema != NULL)
+    avro_schema_decref(schema);
+  if (!failed)
+    return TP_OK;
+  if (errstr != NULL && errstr_size > 0)
+    snprintf(errstr, errstr_size, "%s schema: %s", tp_source_name(src), err);
+  return TP_ESCHEMA;
+}
+
+tp_err_t tp_decode_check_schemas(char *errstr, size_t errstr_size) {
+  for (int src = 0; src < TP_SRC_COUNT; src++) {
+    const char *json = tp_schema_json((tp_source_t)src);
+    tp_err_t err = tp__decode_check_schema((tp_source_t)src, json, strlen(json),
+                                           errstr, errstr_size);
+    if (err != TP_OK)
+      return err;
+  }
+  return TP_OK;
+}
