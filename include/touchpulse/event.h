@@ -61,6 +61,9 @@ const char *tp_channel_name(tp_channel_t channel);    /* "CHAT" */
 const char *tp_support_kind_name(tp_support_kind_t k);
 const char *tp_commerce_kind_name(tp_commerce_kind_t k);
 
+/* Longest touchpoint id (SPEC); decode.h repeats it with the same value. */
+#define TP_TOUCHPOINT_MAX 128
+
 /** A borrowed byte string. ptr == NULL means Avro null (for unions). */
 typedef struct {
   const char *ptr;

@@ -1,0 +1,115 @@
+/*
+ * dedup.c -- the per-partition ring of recently applied event-id
+ * fingerprints (SPEC: an event whose id equals one of the last dedup.depth
+ * applied from the same partition is a duplicate). See state_int.h.
+ */
+#include <string.h>
+
+#include "state_int.h"
+
+#define MIN_CAP 1024
+
+static size_t slot_of(const tp_dedup_t *d, uint64_t fp) {
+  /* fp is already a hash; the high bits index, the ring compare confirms. */
+  return (size_t)(fp >> 17) & d->index_mask;
+}
+
+tp_err_t tp__dedup_init(tp_dedup_t *d, size_t depth) {
+  memset(d, 0, sizeof(*d));
+  d->depth = depth;
+  return TP_OK;
+}
+
+void tp__dedup_free(tp_dedup_t *d) {
+  tp_free(d->ring);
+  tp_free(d->index);
+  memset(d, 0, sizeof(*d));
+}
+
+bool tp__dedup_contains(const tp_dedup_t *d, uint64_t fp) {
+  if (d->count == 0)
+    return false;
+  for (size_t i = slot_of(d, fp);; i = (i + 1) & d->index_mask) {
+    uint32_t pos = d->index[i];
+    if (pos == 0)
+      return false;
+    if (d->ring[pos - 1] == fp)
+      return true;
+  }
+}
+
+static void index_put(tp_dedup_t *d, uint64_t fp, uint32_t pos1) {
+  size_t i = slot_of(d, fp);
+  while (d->index[i] != 0)
+    i = (i + 1) & d->index_mask;
+  d->index[i] = pos1;
+}
+
+/* Remove ring position pos from the index with backward-shift deletion, so
+ * linear probing needs no tombstones. */
+static void index_remove(tp_dedup_t *d, size_t pos) {
+  size_t i = slot_of(d, d->ring[pos]);
+  while (d->index[i] != pos + 1)
+    i = (i + 1) & d->index_mask;
+  size_t hole = i;
+  for (size_t j = (hole + 1) & d->index_mask; d->index[j] != 0;
+       j = (j + 1) & d->index_mask) {
+    size_t home = slot_of(d, d->ring[d->index[j] - 1]);
+    /* Move j into the hole unless its home lies cyclically in (hole, j]. */
+    bool stays = (hole <= j) ? (hole < home && home <= j) : (hole < home || home <= j);
+    if (!stays) {
+      d->index[hole] = d->index[j];
+      hole = j;
+    }
+  }
+  d->index[hole] = 0;
+}
+
+/* Grow ring and index to new_cap, keeping ring order (oldest first). */
+static tp_err_t grow(tp_dedup_t *d, size_t new_cap) {
+  size_t index_size = 1;
+  while (index_size < new_cap * 2)
+    index_size <<= 1;
+  uint64_t *ring = tp_malloc(new_cap * sizeof(*ring));
+  uint32_t *index = tp_calloc(index_size, sizeof(*index));
+  if (ring == NULL || index == NULL) {
+    tp_free(ring);
+    tp_free(index);
+    return TP_ENOMEM;
+  }
+  /* Oldest element sits at head when full, at 0 otherwise. */
+  size_t start = d->count == d->cap ? d->head : 0;
+  for (size_t k = 0; k < d->count; k++)
+    ring[k] = d->ring[(start + k) % d->cap];
+  tp_free(d->ring);
+  tp_free(d->index);
+  d->ring = ring;
+  d->index = index;
+  d->index_mask = index_size - 1;
+  d->cap = new_cap;
+  d->head = d->count % new_cap;
+  for (size_t k = 0; k < d->count; k++)
+    index_put(d, ring[k], (uint32_t)k + 1);
+  return TP_OK;
+}
+
+tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp) {
+  if (d->depth == 0)
+    return TP_OK;
+  if (d->count == d->cap && d->cap < d->depth) {
+    size_t new_cap = d->cap ? d->cap * 2 : MIN_CAP;
+    if (new_cap > d->depth)
+      new_cap = d->depth;
+    tp_err_t err = grow(d, new_cap);
+    if (err != TP_OK)
+      return err;
+  }
+  if (d->count == d->cap)
+    index_remove(d, d->head); /* the oldest falls out of the window */
+  else
+    d->count++;
+  d->ring[d->head] = fp;
+  index_put(d, fp, (uint32_t)d->head + 1);
+  d->head = (d->head + 1) % d->cap;
+  return TP_OK;
+}

@@ -1,0 +1,611 @@
+/*
+ * part.c -- one input partition's state: watermark, touchpoint entries with
+ * their step-bucket rings, duplicate detection, the support ticket table,
+ * and rule evaluation at every step boundary the watermark passes.
+ *
+ * Order of work for one event (tp_part_apply):
+ *   1. if not late, raise the watermark to occurred_at - allowed_lateness and
+ *      evaluate each boundary T it passes, in order of T;
+ *   2. drop it as a duplicate if its id is in the dedup ring;
+ *   3. drop it as late if occurred_at < watermark (as it was before step 1);
+ *   4. add it to its touchpoint's bucket for floor(occurred_at / step).
+ * Evaluating before applying keeps the ring small (see ring_len in state.c)
+ * and changes nothing: an event at t raises the watermark to at most t, so it
+ * never belongs to a window [T - L, T) evaluated on its account.
+ *
+ * Entries whose windows are all empty and whose rule states stopped changing
+ * are "dormant": they leave the active list and cost nothing per boundary
+ * until an event (or an SLA breach) lands in them again. A partition with no
+ * active entry skips straight to the next boundary that has work (a pending
+ * SLA deadline), so a jump of the watermark over days costs no more than the
+ * boundaries that can change something.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "state_int.h"
+
+#define DEDUP_SEED 0x9e3779b97f4a7c15ull
+#define TICKET_SEED0 0x5bd1e995u
+#define TICKET_SEED1 0x1b873593u
+
+/* Single-writer counters: a relaxed load and store, no locked instruction. */
+static inline void bump(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* ---- entries ------------------------------------------------------------ */
+
+typedef struct {
+  size_t off_rules, off_phase, off_value, off_samples, off_ring, total;
+} layout_t;
+
+static layout_t entry_layout(const tp_kind_t *kind, size_t key_len) {
+  layout_t l;
+  size_t nv = kind->n_views * kind->n_metrics;
+  l.off_rules = align8(sizeof(tp_entry_t) + key_len);
+  l.off_phase = l.off_rules + kind->n_rules * sizeof(tp_rule_state_t);
+  l.off_value = align8(l.off_phase + kind->n_rules);
+  l.off_samples = l.off_value + nv * sizeof(uint64_t);
+  l.off_ring = align8(l.off_samples + nv * sizeof(int64_t));
+  l.total = l.off_ring + kind->ring_len * kind->bucket_size;
+  return l;
+}
+
+static uint64_t dbl_bits(double v) {
+  uint64_t u;
+  memcpy(&u, &v, sizeof(u));
+  return u;
+}
+
+static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
+                             const char *key, size_t key_len) {
+  const tp_kind_t *kind = p->kind;
+  layout_t l = entry_layout(kind, key_len);
+  char *block = tp_calloc(1, l.total);
+  if (block == NULL)
+    return NULL;
+  tp_entry_t *e = (tp_entry_t *)block;
+  memcpy(e->key, key, key_len);
+  e->node.hash = hash;
+  e->node.key = e->key;
+  e->node.key_len = (uint32_t)key_len;
+  e->part = p;
+  e->touchpoint = e->key + TP_KEY_PREFIX;
+  e->tp_len = (uint16_t)ev->touchpoint.len;
+  e->data_end = TP_NONE_MS;
+  e->active_idx = UINT32_MAX;
+  e->sc_stage = ev->stage;
+  e->sc_channel = ev->channel;
+  e->rules = (tp_rule_state_t *)(block + l.off_rules);
+  e->pub_phase = (_Atomic uint8_t *)(block + l.off_phase);
+  e->pub_value = (_Atomic uint64_t *)(block + l.off_value);
+  e->pub_samples = (_Atomic int64_t *)(block + l.off_samples);
+  e->ring = block + l.off_ring;
+  uint64_t nan = dbl_bits(NAN);
+  for (size_t i = 0; i < kind->n_views * kind->n_metrics; i++)
+    atomic_init(&e->pub_value[i], nan);
+  for (size_t r = 0; r < kind->n_rules; r++)
+    e->rules[r].matches = tp_rule_matches(kind->rules[r], e->touchpoint, e->tp_len);
+  atomic_init(&e->pub_stage, ev->stage);
+  atomic_init(&e->pub_channel, ev->channel);
+  return e;
+}
+
+static void entry_free_private(const tp_kind_t *kind, tp_entry_t *e) {
+  if (kind->src != TP_SRC_SUPPORT)
+    return;
+  tp_sup_bucket_t *ring = e->ring;
+  for (size_t i = 0; i < kind->ring_len; i++) {
+    tp_shist_free(&ring[i].fr);
+    tp_shist_free(&ring[i].res);
+  }
+}
+
+static void entry_free_cb(tp_table_node_t *node) { tp_free(node); }
+
+static bool push_ptr(tp_entry_t ***arr, size_t *n, size_t *cap, tp_entry_t *e) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 64;
+    tp_entry_t **a = tp_realloc(*arr, c * sizeof(*a));
+    if (a == NULL)
+      return false;
+    *arr = a;
+    *cap = c;
+  }
+  (*arr)[(*n)++] = e;
+  return true;
+}
+
+static void activate(tp_part_t *p, tp_entry_t *e) {
+  if (e->active_idx != UINT32_MAX)
+    return;
+  size_t idx = p->n_active;
+  /* The array was reserved to hold every entry when the entry was created,
+   * so this cannot fail. */
+  push_ptr(&p->active, &p->n_active, &p->cap_active, e);
+  e->active_idx = (uint32_t)idx;
+}
+
+/*
+ * The bucket of step number s in e's ring, recycled first when it holds an
+ * older step. It never holds a newer one: the ring spans the window of the
+ * next evaluation plus the allowed lateness (state.c, ring_len).
+ */
+static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
+  const tp_kind_t *kind = p->kind;
+  int64_t step = p->st->cfg->step_ms;
+  uint64_t s = (uint64_t)(t / step);
+  tp_bhdr_t *b = (tp_bhdr_t *)((char *)e->ring + (s % kind->ring_len) * kind->bucket_size);
+  if (b->step1 != (uint32_t)(s + 1)) {
+    if (kind->src == TP_SRC_SUPPORT) {
+      tp_sup_bucket_t *sb = (tp_sup_bucket_t *)b;
+      tp_shist_t fr = sb->fr, res = sb->res;
+      tp_shist_reset(&fr);
+      tp_shist_reset(&res);
+      memset(sb, 0, sizeof(*sb));
+      sb->fr = fr;
+      sb->res = res;
+    } else {
+      memset(b, 0, kind->bucket_size);
+    }
+    b->step1 = (uint32_t)(s + 1);
+  }
+  int64_t end = ((int64_t)s + 1) * step;
+  if (end > e->data_end)
+    e->data_end = end;
+  activate(p, e);
+  return b;
+}
+
+static void note_labels(tp_part_t *p, tp_bhdr_t *b, const tp_event_t *ev) {
+  uint32_t off = (uint32_t)(ev->occurred_at % p->st->cfg->step_ms);
+  if (!b->has_sc || off >= b->last_off) {
+    b->has_sc = 1;
+    b->last_off = off;
+    b->stage = ev->stage;
+    b->channel = ev->channel;
+  }
+}
+
+/* ---- applying events ---------------------------------------------------- */
+
+static void apply_feedback(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+  tp_fb_bucket_t *b = (tp_fb_bucket_t *)bucket_for(p, e, ev->occurred_at);
+  note_labels(p, &b->h, ev);
+  const int8_t csat = ev->feedback.csat, nps = ev->feedback.nps, ces = ev->feedback.ces,
+               rep = ev->feedback.repurchase, oth = ev->feedback.try_other;
+  bool any = false;
+  if (csat != TP_SCORE_NULL) {
+    b->csat[csat - 1]++;
+    any = true;
+  }
+  if (nps != TP_SCORE_NULL) {
+    b->nps[nps >= 9 ? 0 : nps >= 7 ? 1 : 2]++;
+    any = true;
+  }
+  if (ces != TP_SCORE_NULL) {
+    b->ces_n++;
+    b->ces_sum += (uint32_t)ces;
+    any = true;
+  }
+  if (nps != TP_SCORE_NULL && rep != TP_SCORE_NULL && oth != TP_SCORE_NULL) {
+    b->cli_n++;
+    b->cli_sum3 += (uint32_t)(nps + rep + oth);
+  }
+  any = any || rep != TP_SCORE_NULL || oth != TP_SCORE_NULL;
+  if (any)
+    b->responses++;
+}
+
+static void apply_commerce(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+  tp_com_bucket_t *b = (tp_com_bucket_t *)bucket_for(p, e, ev->occurred_at);
+  note_labels(p, &b->h, ev);
+  if (ev->commerce.kind == TP_COMMERCE_ORDER_PLACED)
+    b->orders++;
+  else if (ev->commerce.kind == TP_COMMERCE_RETURN_REQUESTED)
+    b->returns++;
+}
+
+static uint64_t since(int64_t t, int64_t from) { return t > from ? (uint64_t)(t - from) : 0; }
+
+static void apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+  const tp_config_t *cfg = p->st->cfg;
+  int64_t t = ev->occurred_at;
+  tp_sup_bucket_t *b = (tp_sup_bucket_t *)bucket_for(p, e, t);
+  note_labels(p, &b->h, ev);
+  uint8_t kind = ev->support.kind;
+  if (kind == TP_SUPPORT_OPENED) {
+    b->opened++;
+    if (ev->support.complaint)
+      b->complaints++;
+  }
+
+  uint64_t fp[2] = {tp_hash64(ev->support.ticket_id.ptr, ev->support.ticket_id.len, TICKET_SEED0),
+                    tp_hash64(ev->support.ticket_id.ptr, ev->support.ticket_id.len, TICKET_SEED1)};
+  bool evicted = false;
+  tp_ticket_t *tk = tp__tickets_get(&p->tickets, fp, true, &evicted);
+  if (evicted)
+    bump(&p->stats.tickets_evicted);
+  if (tk == NULL) {
+    bump(&p->stats.overflow); /* no memory for the ticket: its timings are lost */
+    return;
+  }
+  switch (kind) {
+  case TP_SUPPORT_OPENED:
+    if (tk->opened_at == TP_NONE_MS) {
+      tk->opened_at = t;
+      tk->entry = e;
+      if (tp__tickets_push_deadline(&p->tickets, tk, t + cfg->first_response_sla_ms) != TP_OK)
+        bump(&p->stats.overflow);
+    }
+    break;
+  case TP_SUPPORT_AGENT_REPLIED:
+    if (tk->agent_replies < UINT16_MAX)
+      tk->agent_replies++;
+    if (tk->min_reply_at == TP_NONE_MS || t < tk->min_reply_at)
+      tk->min_reply_at = t;
+    /* The first reply applied after the OPENED is the one measured; a reply
+     * read before its ticket's OPENED cannot be timed. */
+    if (tk->first_reply_at == TP_NONE_MS) {
+      tk->first_reply_at = t;
+      if (tk->opened_at != TP_NONE_MS) {
+        uint64_t v = since(t, tk->opened_at);
+        b->fr_n++;
+        b->fr_sum += v;
+        if (tp_shist_add(&b->fr, v) != TP_OK)
+          bump(&p->stats.overflow);
+      }
+    }
+    break;
+  case TP_SUPPORT_RESOLVED:
+    if (tk->opened_at != TP_NONE_MS) {
+      uint64_t v = since(t, tk->opened_at);
+      b->res_n++;
+      b->res_sum += v;
+      if (tk->agent_replies <= 1 && !tk->reopened)
+        b->fcr_n++;
+      if (tp_shist_add(&b->res, v) != TP_OK)
+        bump(&p->stats.overflow);
+    }
+    break;
+  case TP_SUPPORT_REOPENED:
+    tk->reopened = 1;
+    break;
+  default:
+    break;
+  }
+  if (t > tk->last_event_at)
+    tk->last_event_at = t;
+  tp__tickets_touch(&p->tickets, tk);
+  atomic_store_explicit(&p->stats.tickets, p->tickets.count, memory_order_relaxed);
+}
+
+/* ---- evaluation --------------------------------------------------------- */
+
+static void publish(tp_entry_t *e, const tp_kind_t *kind, int64_t T,
+                    const tp_metric_value_t vals[][TP_MAX_SOURCE_METRICS]) {
+  uint32_t seq = atomic_load_explicit(&e->view_seq, memory_order_relaxed);
+  atomic_store_explicit(&e->view_seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  for (size_t v = 0; v < kind->n_views; v++) {
+    for (size_t m = 0; m < kind->n_metrics; m++) {
+      const tp_metric_value_t *mv = &vals[v][m];
+      size_t i = v * kind->n_metrics + m;
+      atomic_store_explicit(&e->pub_value[i], dbl_bits(mv->defined ? mv->value : NAN),
+                            memory_order_relaxed);
+      atomic_store_explicit(&e->pub_samples[i], mv->samples, memory_order_relaxed);
+    }
+  }
+  for (size_t r = 0; r < kind->n_rules; r++)
+    atomic_store_explicit(&e->pub_phase[r], e->rules[r].phase, memory_order_relaxed);
+  atomic_store_explicit(&e->pub_stage, e->sc_stage, memory_order_relaxed);
+  atomic_store_explicit(&e->pub_channel, e->sc_channel, memory_order_relaxed);
+  atomic_store_explicit(&e->view_end, T, memory_order_relaxed);
+  atomic_store_explicit(&e->view_seq, seq + 2, memory_order_release);
+}
+
+static void emit(tp_part_t *p, tp_entry_t *e, const tp_rule_t *rule, tp_alert_state_t state,
+                 const tp_metric_value_t *mv, int64_t T) {
+  if (state == TP_ALERT_FIRING)
+    bump(&p->stats.alerts_fired);
+  else
+    bump(&p->stats.alerts_resolved);
+  if (!p->emit || p->cb == NULL)
+    return;
+  tp_alert_t a = {
+      .rule = rule,
+      .touchpoint = e->touchpoint,
+      .touchpoint_len = e->tp_len,
+      .state = state,
+      .value = mv->value,
+      .threshold = state == TP_ALERT_FIRING ? rule->threshold : rule->clear,
+      .window_start = T - rule->window_ms,
+      .window_end = T,
+      .samples = mv->samples,
+      .stage = e->sc_stage,
+      .channel = e->sc_channel,
+      .source = p->src,
+      .partition = p->partition,
+  };
+  p->cb(p->opaque, &a);
+}
+
+/* Evaluate one entry at boundary T. @returns true when it may go dormant. */
+static bool eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T) {
+  const tp_kind_t *kind = p->kind;
+  int64_t step = p->st->cfg->step_ms;
+
+  /* Labels: the newest event before T is in bucket [T - step, T) if any. */
+  uint64_t s = (uint64_t)(T / step) - 1;
+  const tp_bhdr_t *b = (const tp_bhdr_t *)((const char *)e->ring +
+                                           (s % kind->ring_len) * kind->bucket_size);
+  if (b->step1 == (uint32_t)(s + 1) && b->has_sc) {
+    e->sc_stage = b->stage;
+    e->sc_channel = b->channel;
+  }
+
+  tp_metric_value_t vals[TP_MAX_VIEWS][TP_MAX_SOURCE_METRICS];
+  tp_metric_value_t all[TP_METRIC_COUNT];
+  for (size_t v = 0; v < kind->n_views; v++) {
+    tp_agg_t agg;
+    tp__entry_aggregate(kind, step, e, T, kind->view_ms[v], &agg, p->merge_fr, p->merge_res);
+    tp__metrics_compute(kind->src, &agg, p->merge_fr, p->merge_res, all);
+    if (p->merge_fr) {
+      tp_hist_merge_clear(p->merge_fr);
+      tp_hist_merge_clear(p->merge_res);
+    }
+    for (size_t m = 0; m < kind->n_metrics; m++)
+      vals[v][m] = all[kind->metrics[m]];
+  }
+
+  bool changed = false;
+  for (size_t r = 0; r < kind->n_rules; r++) {
+    if (!e->rules[r].matches)
+      continue;
+    const tp_rule_t *rule = kind->rules[r];
+    const tp_metric_value_t *mv = &vals[kind->rule_view[r]][kind->rule_slot[r]];
+    bool ch = false;
+    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], mv, &ch);
+    changed = changed || ch;
+    if (st == TP_RULE_FIRE)
+      emit(p, e, rule, TP_ALERT_FIRING, mv, T);
+    else if (st == TP_RULE_RESOLVE)
+      emit(p, e, rule, TP_ALERT_RESOLVED, mv, T);
+  }
+  publish(e, kind, T, vals);
+  return !changed && e->data_end <= T - kind->max_window_ms;
+}
+
+static void evaluate(tp_part_t *p, int64_t T) {
+  size_t j = 0;
+  for (size_t i = 0; i < p->n_active; i++) {
+    tp_entry_t *e = p->active[i];
+    if (eval_entry(p, e, T)) {
+      e->active_idx = UINT32_MAX;
+    } else {
+      e->active_idx = (uint32_t)j;
+      p->active[j++] = e;
+    }
+  }
+  p->n_active = j;
+  bump(&p->stats.evaluations);
+}
+
+/* Count first-reply SLA breaches whose deadline falls before T. */
+static void process_deadlines(tp_part_t *p, int64_t T) {
+  tp_deadline_t d;
+  while (tp__tickets_pop_deadline(&p->tickets, T, &d)) {
+    tp_ticket_t *tk = tp__tickets_at(&p->tickets, d.idx, d.gen);
+    if (tk == NULL)
+      continue; /* evicted before its deadline */
+    tk->deadline_pending = 0;
+    if (tk->entry != NULL &&
+        (tk->min_reply_at == TP_NONE_MS || tk->min_reply_at >= d.deadline)) {
+      tp_sup_bucket_t *b = (tp_sup_bucket_t *)bucket_for(p, tk->entry, d.deadline);
+      b->breaches++;
+    }
+  }
+}
+
+/* Evaluate every boundary T with p->wm < T <= wm, in order; then wm. */
+static void advance_to(tp_part_t *p, int64_t wm) {
+  const tp_config_t *cfg = p->st->cfg;
+  int64_t step = cfg->step_ms;
+  bool support = p->src == TP_SRC_SUPPORT;
+  int64_t T = tp_floor_to(p->wm, step) + step;
+  int64_t last = tp_floor_to(wm, step);
+  while (T <= last) {
+    if (support)
+      process_deadlines(p, T);
+    evaluate(p, T);
+    if (support)
+      tp__tickets_expire(&p->tickets, T - cfg->ticket_ttl_ms);
+    int64_t next = T + step;
+    if (p->n_active == 0) {
+      /* Nothing can change before the boundary after the next deadline. */
+      int64_t nd = support ? tp__tickets_next_deadline(&p->tickets) : INT64_MAX;
+      int64_t target = nd == INT64_MAX ? last + step : tp_floor_to(nd, step) + step;
+      if (target > next)
+        next = target > last + step ? last + step : target;
+    }
+    T = next;
+  }
+  if (support && last >= 0)
+    tp__tickets_expire(&p->tickets, last - cfg->ticket_ttl_ms);
+  p->wm = wm;
+  atomic_store_explicit(&p->stats.watermark, wm, memory_order_relaxed);
+  if (support)
+    atomic_store_explicit(&p->stats.tickets, p->tickets.count, memory_order_relaxed);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+tp_part_t *tp_part_new(tp_state_t *st, tp_source_t src, int32_t partition,
+                       tp_alert_cb *cb, void *opaque, char *errstr,
+                       size_t errstr_size) {
+  tp_part_t *p = tp_calloc(1, sizeof(*p));
+  if (p == NULL)
+    goto nomem;
+  p->st = st;
+  p->kind = &st->kinds[src];
+  p->src = src;
+  p->partition = partition;
+  p->cb = cb;
+  p->opaque = opaque;
+  p->emit = true;
+  p->wm = TP_NONE_MS;
+  atomic_init(&p->stats.watermark, TP_NONE_MS);
+  tp__dedup_init(&p->dedup, (size_t)st->cfg->dedup_depth);
+  if (src == TP_SRC_SUPPORT) {
+    if (tp__tickets_init(&p->tickets, (uint32_t)st->cfg->max_tickets) != TP_OK)
+      goto nomem;
+    p->merge_fr = tp_malloc(sizeof(*p->merge_fr));
+    p->merge_res = tp_malloc(sizeof(*p->merge_res));
+    if (p->merge_fr == NULL || p->merge_res == NULL)
+      goto nomem;
+    tp_hist_merge_init(p->merge_fr);
+    tp_hist_merge_init(p->merge_res);
+  }
+  tp_err_t err = tp__state_register(st, p);
+  if (err != TP_OK) {
+    snprintf(errstr, errstr_size, "%s partition %d: %s", tp_source_name(src),
+             (int)partition, err == TP_EEXIST ? "already registered" : tp_strerror(err));
+    tp_part_destroy(p);
+    return NULL;
+  }
+  return p;
+nomem:
+  snprintf(errstr, errstr_size, "%s partition %d: out of memory", tp_source_name(src),
+           (int)partition);
+  tp_part_destroy(p);
+  return NULL;
+}
+
+void tp_part_destroy(tp_part_t *p) {
+  if (p == NULL)
+    return;
+  tp__state_unregister(p->st, p);
+  tp_table_t *tbl = p->kind->table;
+  for (size_t i = 0; i < p->n_entries; i++) {
+    tp_entry_t *e = p->entries[i];
+    entry_free_private(p->kind, e);
+    if (tp_table_remove(tbl, &e->node) == TP_OK)
+      tp_table_retire(tbl, &e->node, entry_free_cb);
+    else
+      tp_free(e);
+  }
+  tp_table_reclaim(tbl);
+  tp_free(p->entries);
+  tp_free(p->active);
+  tp__dedup_free(&p->dedup);
+  tp__tickets_free(&p->tickets);
+  tp_free(p->merge_fr);
+  tp_free(p->merge_res);
+  tp_free(p);
+}
+
+static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
+  char key[TP_KEY_PREFIX + TP_TOUCHPOINT_MAX];
+  size_t key_len = tp__state_key(p->src, p->partition, ev->touchpoint.ptr,
+                                 ev->touchpoint.len, key);
+  uint64_t hash = tp_hash64(key, key_len, 0);
+  tp_table_t *tbl = p->kind->table;
+  tp_table_node_t *node = tp_table_get(tbl, hash, key, key_len);
+  if (node != NULL)
+    return (tp_entry_t *)node;
+
+  /* Reserve room in both lists first, so activation never fails later. */
+  if (p->n_entries == p->cap_entries) {
+    size_t c = p->cap_entries ? p->cap_entries * 2 : 64;
+    tp_entry_t **a = tp_realloc(p->entries, c * sizeof(*a));
+    if (a == NULL)
+      goto nomem;
+    p->entries = a;
+    p->cap_entries = c;
+    tp_entry_t **b = tp_realloc(p->active, c * sizeof(*b));
+    if (b == NULL)
+      goto nomem;
+    p->active = b;
+    p->cap_active = c;
+  }
+  tp_entry_t *e = entry_new(p, ev, hash, key, key_len);
+  if (e == NULL)
+    goto nomem;
+  tp_table_node_t *existing = NULL;
+  tp_err_t err = tp_table_insert(tbl, &e->node, &existing);
+  if (err == TP_EEXIST) { /* cannot happen: one writer per partition */
+    tp_free(e);
+    return (tp_entry_t *)existing;
+  }
+  if (err != TP_OK) {
+    tp_free(e);
+    *why = TP_APPLY_OVERFLOW;
+    return NULL;
+  }
+  p->entries[p->n_entries++] = e;
+  atomic_store_explicit(&p->stats.touchpoints, (int64_t)p->n_entries, memory_order_relaxed);
+  return e;
+nomem:
+  *why = TP_APPLY_NOMEM;
+  return NULL;
+}
+
+tp_apply_t tp_part_apply(tp_part_t *p, const tp_event_t *ev) {
+  const tp_config_t *cfg = p->st->cfg;
+  int64_t t = ev->occurred_at;
+  if (t < 0 || t / cfg->step_ms >= (int64_t)UINT32_MAX - 1)
+    return TP_APPLY_INVALID;
+
+  bool late = p->wm != TP_NONE_MS && t < p->wm;
+  if (!late) {
+    int64_t wm = t - cfg->allowed_lateness_ms;
+    if (p->wm == TP_NONE_MS) {
+      p->wm = wm; /* no boundary is evaluated on a partition's first record */
+      atomic_store_explicit(&p->stats.watermark, wm, memory_order_relaxed);
+    } else if (wm > p->wm) {
+      advance_to(p, wm);
+    }
+  }
+
+  uint64_t fp = tp_hash64(ev->event_id.ptr, ev->event_id.len, DEDUP_SEED);
+  if (tp__dedup_contains(&p->dedup, fp)) {
+    bump(&p->stats.duplicates);
+    return TP_APPLY_DUPLICATE;
+  }
+  if (late) {
+    bump(&p->stats.late);
+    return TP_APPLY_LATE;
+  }
+
+  tp_apply_t why = TP_APPLY_OK;
+  tp_entry_t *e = lookup(p, ev, &why);
+  if (e == NULL) {
+    bump(&p->stats.overflow);
+    return why;
+  }
+  switch (p->src) {
+  case TP_SRC_FEEDBACK: apply_feedback(p, e, ev); break;
+  case TP_SRC_SUPPORT: apply_support(p, e, ev); break;
+  case TP_SRC_COMMERCE: apply_commerce(p, e, ev); break;
+  }
+  if (tp__dedup_add(&p->dedup, fp) != TP_OK)
+    bump(&p->stats.overflow); /* could not remember the id: a retry would count twice */
+  bump(&p->stats.applied);
+  return TP_APPLY_OK;
+}
+
+void tp_part_advance(tp_part_t *p, int64_t wm) {
+  if (p->wm != TP_NONE_MS && wm > p->wm)
+    advance_to(p, wm);
+}
+
+int64_t tp_part_watermark(const tp_part_t *p) { return p->wm; }
+void tp_part_set_emit(tp_part_t *p, bool on) { p->emit = on; }
+const tp_part_stats_t *tp_part_stats(const tp_part_t *p) { return &p->stats; }
+tp_source_t tp_part_source(const tp_part_t *p) { return p->src; }
+int32_t tp_part_partition(const tp_part_t *p) { return p->partition; }

@@ -1,0 +1,243 @@
+/*
+ * state_int.h -- structures shared by the files of src/state/: step buckets,
+ * touchpoint entries, the ticket table and the dedup ring. Nothing outside
+ * src/state/ includes this (tests aside).
+ */
+#ifndef TOUCHPULSE_STATE_INT_H
+#define TOUCHPULSE_STATE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "touchpulse/hist.h"
+#include "touchpulse/state.h"
+#include "touchpulse/table.h"
+
+#define TP_NONE_MS INT64_MIN
+#define TP_MAX_VIEWS 8
+#define TP_MAX_RULES_PER_SOURCE 256
+
+/* ---- step buckets ------------------------------------------------------- */
+
+/*
+ * Every bucket starts with this header. step1 is the bucket's step number
+ * (occurred_at / step) plus one, 0 for a slot never used: a ring slot holds
+ * step n only while step1 == n + 1, so reading never needs to clear slots
+ * ahead of time, and a writer recycles a stale slot when it first writes.
+ */
+typedef struct {
+  uint32_t step1;
+  uint32_t last_off; /* ms into the step of the newest event (for labels) */
+  uint8_t stage, channel, has_sc, pad_;
+} tp_bhdr_t;
+
+typedef struct {
+  tp_bhdr_t h;
+  uint32_t responses;
+  uint32_t csat[5];    /* csat 1..5 */
+  uint32_t nps[3];     /* promoters (9-10), passives (7-8), detractors (0-6) */
+  uint32_t ces_n, ces_sum;
+  uint32_t cli_n, cli_sum3; /* sum of nps + repurchase + try_other */
+} tp_fb_bucket_t;
+
+typedef struct {
+  tp_bhdr_t h;
+  uint32_t opened, complaints, breaches;
+  uint32_t fr_n, res_n, fcr_n;
+  uint64_t fr_sum, res_sum;
+  tp_shist_t fr, res;
+} tp_sup_bucket_t;
+
+typedef struct {
+  tp_bhdr_t h;
+  uint32_t orders, returns;
+} tp_com_bucket_t;
+
+/* A window's sums over its buckets. */
+typedef struct {
+  uint64_t responses, csat[5], nps[3], ces_n, ces_sum, cli_n, cli_sum3;
+  uint64_t opened, complaints, breaches, fr_n, res_n, fcr_n, fr_sum, res_sum;
+  uint64_t orders, returns;
+} tp_agg_t;
+
+/* ---- per-source layout -------------------------------------------------- */
+
+#define TP_MAX_SOURCE_METRICS 11
+
+typedef struct {
+  tp_source_t src;
+  tp_table_t *table;
+  const tp_rule_t **rules;  /* the rules whose metric comes from this source */
+  size_t n_rules;
+  uint8_t *rule_view;       /* per rule: index into view_ms */
+  uint8_t *rule_slot;       /* per rule: index into metrics */
+  int64_t view_ms[TP_MAX_VIEWS]; /* distinct window lengths, ascending */
+  size_t n_views;
+  int64_t max_window_ms;
+  tp_metric_t metrics[TP_MAX_SOURCE_METRICS]; /* this source's metrics */
+  size_t n_metrics;
+  size_t bucket_size;
+  size_t ring_len;
+} tp_kind_t;
+
+/* ---- touchpoint entries ------------------------------------------------- */
+
+/*
+ * One touchpoint of one partition of one input topic, allocated as a single
+ * block: the struct, then the key, rule states, published phases, published
+ * values and the bucket ring.
+ *
+ * Written only by the thread that owns the partition. Other threads read
+ * only node (immutable after insert) and the published fields: view_seq,
+ * view_end, pub_phase[], pub_value[], pub_samples[], pub_stage/channel.
+ * The writer publishes under a sequence lock: view_seq odd while it writes,
+ * release store of the even value after; readers load view_seq (acquire),
+ * read the fields (relaxed), fence (acquire) and retry when view_seq moved.
+ */
+typedef struct tp_entry_s {
+  tp_table_node_t node;
+  struct tp_part_s *part;
+  int64_t data_end;     /* end of the newest step bucket holding data */
+  uint32_t active_idx;  /* index in part->active, UINT32_MAX when dormant */
+  uint16_t tp_len;
+  uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
+  tp_rule_state_t *rules;       /* [kind->n_rules] */
+  void *ring;                   /* [kind->ring_len] buckets */
+  const char *touchpoint;       /* points into key, not NUL-terminated */
+
+  _Atomic uint32_t view_seq;
+  _Atomic int64_t view_end;        /* 0 before the first evaluation */
+  _Atomic uint8_t pub_stage, pub_channel;
+  _Atomic uint8_t *pub_phase;      /* [n_rules] */
+  _Atomic uint64_t *pub_value;     /* [n_views * n_metrics], double bits, NaN = undefined */
+  _Atomic int64_t *pub_samples;    /* [n_views * n_metrics] */
+  char key[];                      /* source, partition (4 bytes BE), touchpoint */
+} tp_entry_t;
+
+#define TP_KEY_PREFIX 5
+
+/* ---- dedup ring --------------------------------------------------------- */
+
+/*
+ * The fingerprints of the last `depth` applied event ids of a partition, in a
+ * ring (oldest overwritten first), with an open-addressing index of ring
+ * positions for O(1) membership. Both grow by doubling up to depth, so an
+ * idle partition costs little. A 64-bit fingerprint collides with one of
+ * 100 000 others with probability about 5e-15 per event.
+ */
+typedef struct {
+  uint64_t *ring;
+  uint32_t *index; /* ring position + 1, 0 = empty */
+  size_t depth;    /* configured bound */
+  size_t cap;      /* ring capacity now (<= depth) */
+  size_t count;    /* fingerprints held (<= cap) */
+  size_t head;     /* next ring position to write */
+  size_t index_mask;
+} tp_dedup_t;
+
+tp_err_t tp__dedup_init(tp_dedup_t *d, size_t depth);
+void tp__dedup_free(tp_dedup_t *d);
+bool tp__dedup_contains(const tp_dedup_t *d, uint64_t fp);
+tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp);
+
+/* ---- ticket table (support partitions) ---------------------------------- */
+
+typedef struct {
+  uint64_t fp[2];          /* 128-bit fingerprint of ticket_id */
+  tp_entry_t *entry;       /* touchpoint of the first OPENED, or NULL */
+  int64_t opened_at;       /* first OPENED, TP_NONE_MS if none seen */
+  int64_t first_reply_at;  /* first AGENT_REPLIED applied, TP_NONE_MS */
+  int64_t min_reply_at;    /* earliest AGENT_REPLIED, for the SLA */
+  int64_t last_event_at;
+  uint32_t chain;          /* next in hash chain, index + 1 */
+  uint32_t lru_prev, lru_next; /* index + 1 */
+  uint32_t gen;            /* bumped when the slot is reused */
+  uint16_t agent_replies;
+  uint8_t reopened, deadline_pending;
+} tp_ticket_t;
+
+typedef struct {
+  int64_t deadline;
+  uint32_t idx, gen;
+} tp_deadline_t;
+
+typedef struct {
+  tp_ticket_t *pool;
+  uint32_t pool_len, pool_cap, free_head; /* free list through chain */
+  uint32_t *buckets;                      /* index + 1 */
+  uint32_t bucket_mask;
+  uint32_t lru_head, lru_tail;            /* index + 1 */
+  uint32_t count, max;
+  tp_deadline_t *heap;
+  size_t heap_len, heap_cap;
+} tp_tickets_t;
+
+tp_err_t tp__tickets_init(tp_tickets_t *t, uint32_t max);
+void tp__tickets_free(tp_tickets_t *t);
+/** Find or create; may evict the least recently used ticket (*evicted). */
+tp_ticket_t *tp__tickets_get(tp_tickets_t *t, const uint64_t fp[2], bool create,
+                             bool *evicted);
+void tp__tickets_touch(tp_tickets_t *t, tp_ticket_t *tk);
+tp_err_t tp__tickets_push_deadline(tp_tickets_t *t, tp_ticket_t *tk, int64_t deadline);
+/** Pop the earliest deadline below `before`; @returns its ticket or NULL (stale). */
+bool tp__tickets_pop_deadline(tp_tickets_t *t, int64_t before, tp_deadline_t *out);
+tp_ticket_t *tp__tickets_at(tp_tickets_t *t, uint32_t idx, uint32_t gen);
+int64_t tp__tickets_next_deadline(const tp_tickets_t *t);
+/** Drop tickets whose last event is older than `before` (LRU order). */
+uint32_t tp__tickets_expire(tp_tickets_t *t, int64_t before);
+
+/* ---- partitions and the shared state ------------------------------------ */
+
+struct tp_part_s {
+  tp_state_t *st;
+  const tp_kind_t *kind;
+  tp_source_t src;
+  int32_t partition;
+  tp_alert_cb *cb;
+  void *opaque;
+  bool emit;
+  int64_t wm;           /* TP_NONE_MS before the first event */
+  tp_entry_t **entries; /* every entry, in creation order */
+  size_t n_entries, cap_entries;
+  tp_entry_t **active;  /* entries whose windows may still change */
+  size_t n_active, cap_active;
+  tp_dedup_t dedup;
+  tp_tickets_t tickets;     /* support only */
+  tp_hist_merge_t *merge_fr, *merge_res; /* support only: quantile scratch */
+  tp_part_stats_t stats;
+};
+
+struct tp_state_s {
+  const tp_config_t *cfg;
+  tp_kind_t kinds[TP_SRC_COUNT];
+  pthread_mutex_t reg_lock; /* guards parts/n_parts; never taken per event */
+  tp_part_t **parts[TP_SRC_COUNT]; /* registered partitions, unordered */
+  size_t n_parts[TP_SRC_COUNT], cap_parts[TP_SRC_COUNT];
+};
+
+tp_err_t tp__state_register(tp_state_t *st, tp_part_t *p);
+void tp__state_unregister(tp_state_t *st, tp_part_t *p);
+
+/** Build the table key of (src, partition, touchpoint) into key. @returns its length. */
+size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
+                     size_t tp_len, char *key);
+
+/** Window sums of entry e over [end - len, end). */
+void tp__entry_aggregate(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
+                         int64_t end, int64_t len, tp_agg_t *agg,
+                         tp_hist_merge_t *fr, tp_hist_merge_t *res);
+/** Metric values of a window from its sums (merges hold the window's histograms). */
+void tp__metrics_compute(tp_source_t src, const tp_agg_t *agg,
+                         tp_hist_merge_t *fr, tp_hist_merge_t *res,
+                         tp_metric_value_t *out /* [TP_METRIC_COUNT] */);
+
+/**
+ * For tests: the published value of one metric of a touchpoint in a
+ * partition over the window of length window_ms, as a reader sees it.
+ * @returns false when the touchpoint, window or metric is unknown.
+ */
+bool tp__state_value(tp_state_t *st, tp_source_t src, int32_t partition, const char *tp,
+                     int64_t window_ms, tp_metric_t metric, tp_metric_value_t *out,
+                     int64_t *window_end);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * test_state.c -- SPEC's metric definitions on hand-computed cases, and the
+ * window, watermark, lateness, duplicate and alert semantics of a partition.
+ */
+#include <math.h>
+
+#include "state/state_int.h"
+#include "support.h"
+#include "touchpulse/hist.h"
+
+static const char *base_yaml =
+    "windows: {step: 1m, allowed_lateness: 0s, idle_timeout: 0s}\n"
+    "support: {first_response_sla: 10m}\n";
+
+typedef struct {
+  tp_config_t *cfg;
+  tp_state_t *st;
+  tp_part_t *part;
+  recorder_t rec;
+} fixture_t;
+
+static fixture_t *fx_new(const char *yaml, tp_source_t src, int32_t partition) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  char err[512];
+  f->cfg = cfg_from_yaml(yaml);
+  f->st = tp_state_new(f->cfg, err, sizeof(err));
+  cr_assert_not_null(f->st, "%s", err);
+  f->part = tp_part_new(f->st, src, partition, record_alert, &f->rec, err, sizeof(err));
+  cr_assert_not_null(f->part, "%s", err);
+  return f;
+}
+
+static void fx_free(fixture_t *f) {
+  tp_part_destroy(f->part);
+  tp_state_destroy(f->st);
+  tp_config_destroy(f->cfg);
+  free(f);
+}
+
+static tp_metric_value_t value_of(fixture_t *f, tp_source_t src, const char *tp, tp_metric_t m) {
+  tp_metric_value_t v = {0};
+  int64_t end = 0;
+  cr_assert(tp__state_value(f->st, src, tp_part_partition(f->part), tp, 15 * MIN_MS, m, &v, &end),
+            "no value for %s", tp_metric_name(m));
+  return v;
+}
+
+static void apply(fixture_t *f, tp_event_t ev) {
+  tp_apply_t r = tp_part_apply(f->part, &ev);
+  cr_assert_eq(r, TP_APPLY_OK, "apply returned %d", (int)r);
+}
+
+#define expect_value(f, src, tp, m, want, n)                                                 \
+  do {                                                                                       \
+    tp_metric_value_t v_ = value_of(f, src, tp, m);                                          \
+    cr_expect(v_.defined, "%s undefined", tp_metric_name(m));                                \
+    cr_expect(fabs(v_.value - (want)) < 1e-9, "%s = %.12g, want %.12g", tp_metric_name(m),  \
+              v_.value, (double)(want));                                                     \
+    cr_expect_eq(v_.samples, n, "%s samples %lld, want %d", tp_metric_name(m),              \
+                 (long long)v_.samples, (int)(n));                                           \
+  } while (0)
+
+#define expect_undefined(f, src, tp, m)                                                      \
+  cr_expect_not(value_of(f, src, tp, m).defined, "%s should be undefined", tp_metric_name(m))
+
+/* ---- feedback metrics ------------------------------------------------------ */
+
+Test(metrics, csat_mean_pct_and_dsat_pct) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  int scores[] = {1, 2, 3, 4, 5, 5};
+  for (int i = 0; i < 6; i++)
+    apply(f, ev_csat(test_id("c%ld", i), T0 + i * 1000, "tp", scores[i]));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_MEAN, 20.0 / 6, 6);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_PCT, 100.0 * 3 / 6, 6);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_DSAT_PCT, 100.0 * 2 / 6, 6);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_RESPONSES, 6, 6);
+  fx_free(f);
+}
+
+Test(metrics, nps_counts_promoters_minus_detractors) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  int nps[] = {10, 10, 10, 9, 8, 7, 6, 0};
+  for (int i = 0; i < 8; i++)
+    apply(f, ev_feedback(test_id("n%ld", i), T0 + i, "tp", TP_SCORE_NULL, nps[i], TP_SCORE_NULL,
+                         TP_SCORE_NULL, TP_SCORE_NULL));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_NPS, 100.0 * (4 - 2) / 8, 8);
+  expect_undefined(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_MEAN);
+  fx_free(f);
+}
+
+Test(metrics, nps_spans_minus_100_to_100) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  apply(f, ev_feedback("a", T0, "low", TP_SCORE_NULL, 3, TP_SCORE_NULL, TP_SCORE_NULL, TP_SCORE_NULL));
+  apply(f, ev_feedback("b", T0, "high", TP_SCORE_NULL, 9, TP_SCORE_NULL, TP_SCORE_NULL, TP_SCORE_NULL));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "low", TP_METRIC_NPS, -100, 1);
+  expect_value(f, TP_SRC_FEEDBACK, "high", TP_METRIC_NPS, 100, 1);
+  fx_free(f);
+}
+
+Test(metrics, ces_mean) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  int ces[] = {1, 7, 4, 5};
+  for (int i = 0; i < 4; i++)
+    apply(f, ev_feedback(test_id("e%ld", i), T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, ces[i],
+                         TP_SCORE_NULL, TP_SCORE_NULL));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CES_MEAN, 17.0 / 4, 4);
+  fx_free(f);
+}
+
+Test(metrics, cli_mean_averages_only_complete_loyalty_triples) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  apply(f, ev_feedback("a", T0, "tp", TP_SCORE_NULL, 9, TP_SCORE_NULL, 6, 3));   /* avg 6 */
+  apply(f, ev_feedback("b", T0, "tp", TP_SCORE_NULL, 10, TP_SCORE_NULL, 10, 10)); /* avg 10 */
+  apply(f, ev_feedback("c", T0, "tp", TP_SCORE_NULL, 0, TP_SCORE_NULL, 0, TP_SCORE_NULL));
+  apply(f, ev_feedback("d", T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, TP_SCORE_NULL, 1, 1));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CLI_MEAN, 8.0, 2);
+  fx_free(f);
+}
+
+Test(metrics, responses_need_at_least_one_score) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  apply(f, ev_feedback("none", T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, TP_SCORE_NULL,
+                       TP_SCORE_NULL, TP_SCORE_NULL));
+  apply(f, ev_feedback("rep", T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, TP_SCORE_NULL, 5,
+                       TP_SCORE_NULL));
+  apply(f, ev_csat("csat", T0, "tp", 4));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_RESPONSES, 2, 2);
+  expect_undefined(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_NPS);
+  expect_undefined(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CES_MEAN);
+  fx_free(f);
+}
+
+Test(metrics, empty_window_counts_are_zero_and_ratios_undefined) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  apply(f, ev_csat("a", T0, "tp", 5));
+  tp_part_advance(f->part, T0 + 40 * MIN_MS); /* the event left the window */
+  expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_RESPONSES, 0, 0);
+  expect_undefined(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_MEAN);
+  fx_free(f);
+}
+
+/* ---- support metrics ------------------------------------------------------- */
+
+static void sup(fixture_t *f, const char *id, int64_t t, const char *ticket, tp_support_kind_t k) {
+  apply(f, ev_support(id, t, "support.chat", ticket, k, false));
+}
+
+Test(metrics, first_response_percentiles_and_mean) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0);
+  sup(f, "a1", T0, "A", TP_SUPPORT_OPENED);
+  sup(f, "b1", T0, "B", TP_SUPPORT_OPENED);
+  sup(f, "c1", T0, "C", TP_SUPPORT_OPENED);
+  sup(f, "b2", T0 + 2 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "c2", T0 + 5 * MIN_MS, "C", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "c3", T0 + 6 * MIN_MS, "C", TP_SUPPORT_AGENT_REPLIED); /* not the first */
+  sup(f, "a2", T0 + 10 * MIN_MS, "A", TP_SUPPORT_AGENT_REPLIED);
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  tp_metric_value_t p50 = value_of(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_P50);
+  tp_metric_value_t p90 = value_of(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_P90);
+  tp_metric_value_t p99 = value_of(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_P99);
+  /* Nearest rank over {120000, 300000, 600000}, within the sketch's 1 %. */
+  cr_expect(fabs(p50.value - 300000) <= 3000, "p50 %g", p50.value);
+  cr_expect(fabs(p90.value - 600000) <= 6000, "p90 %g", p90.value);
+  cr_expect(fabs(p99.value - 600000) <= 6000, "p99 %g", p99.value);
+  cr_expect_eq(p50.samples, 3);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_MEAN,
+               (120000 + 300000 + 600000) / 3.0, 3);
+  fx_free(f);
+}
+
+Test(metrics, first_response_counts_in_the_window_of_the_reply) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0);
+  sup(f, "a1", T0, "A", TP_SUPPORT_OPENED);
+  sup(f, "a2", T0 + 20 * MIN_MS, "A", TP_SUPPORT_AGENT_REPLIED);
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_undefined(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_MEAN);
+  tp_part_advance(f->part, T0 + 30 * MIN_MS);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_MEAN, 20 * MIN_MS, 1);
+  fx_free(f);
+}
+
+Test(metrics, resolution_time_and_first_contact_resolution) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0);
+  sup(f, "a1", T0, "A", TP_SUPPORT_OPENED);
+  sup(f, "b1", T0, "B", TP_SUPPORT_OPENED);
+  sup(f, "c1", T0, "C", TP_SUPPORT_OPENED);
+  sup(f, "a2", T0 + 1 * MIN_MS, "A", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "b2", T0 + 1 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "b3", T0 + 2 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "c2", T0 + 1 * MIN_MS, "C", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "c3", T0 + 3 * MIN_MS, "C", TP_SUPPORT_REOPENED);
+  sup(f, "c4", T0 + 3 * MIN_MS, "C", TP_SUPPORT_CUSTOMER_REPLIED);
+  sup(f, "a3", T0 + 5 * MIN_MS, "A", TP_SUPPORT_RESOLVED); /* one reply, never reopened */
+  sup(f, "b4", T0 + 6 * MIN_MS, "B", TP_SUPPORT_RESOLVED); /* two replies */
+  sup(f, "c5", T0 + 7 * MIN_MS, "C", TP_SUPPORT_RESOLVED); /* reopened */
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FCR_PCT, 100.0 / 3, 3);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_RESOLUTION_MS_MEAN,
+               (5 + 6 + 7) * MIN_MS / 3.0, 3);
+  tp_metric_value_t p50 = value_of(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_RESOLUTION_MS_P50);
+  cr_expect(fabs(p50.value - 6 * MIN_MS) <= 0.01 * 6 * MIN_MS, "p50 %g", p50.value);
+  tp_metric_value_t p90 = value_of(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_RESOLUTION_MS_P90);
+  cr_expect(fabs(p90.value - 7 * MIN_MS) <= 0.01 * 7 * MIN_MS, "p90 %g", p90.value);
+  fx_free(f);
+}
+
+Test(metrics, tickets_opened_and_complaints) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0);
+  apply(f, ev_support("1", T0, "support.chat", "A", TP_SUPPORT_OPENED, true));
+  apply(f, ev_support("2", T0, "support.chat", "B", TP_SUPPORT_OPENED, true));
+  apply(f, ev_support("3", T0, "support.chat", "C", TP_SUPPORT_OPENED, false));
+  apply(f, ev_support("4", T0, "support.chat", "C", TP_SUPPORT_AGENT_REPLIED, true));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_TICKETS_OPENED, 3, 3);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_COMPLAINTS, 2, 3);
+  fx_free(f);
+}
+
+Test(metrics, sla_breaches_count_deadlines_without_an_earlier_reply) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0); /* SLA 10m */
+  sup(f, "x1", T0, "X", TP_SUPPORT_OPENED);                       /* never answered: breach */
+  sup(f, "y1", T0, "Y", TP_SUPPORT_OPENED);
+  sup(f, "z1", T0, "Z", TP_SUPPORT_OPENED);
+  sup(f, "w1", T0 + 1 * MIN_MS, "W", TP_SUPPORT_OPENED);
+  sup(f, "y2", T0 + 5 * MIN_MS, "Y", TP_SUPPORT_AGENT_REPLIED);   /* in time */
+  tp_part_advance(f->part, T0 + 10 * MIN_MS); /* deadline T0+10m not yet passed */
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_SLA_BREACHES, 0, 0);
+  sup(f, "w2", T0 + 11 * MIN_MS, "W", TP_SUPPORT_AGENT_REPLIED);  /* at its deadline: breach */
+  sup(f, "z2", T0 + 12 * MIN_MS, "Z", TP_SUPPORT_AGENT_REPLIED);  /* after it: breach */
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_SLA_BREACHES, 3, 3);
+  tp_part_advance(f->part, T0 + 26 * MIN_MS); /* [11m, 26m) holds only W's deadline */
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_SLA_BREACHES, 1, 1);
+  fx_free(f);
+}
+
+/* ---- commerce metrics ------------------------------------------------------ */
+
+Test(metrics, orders_returns_and_return_pct) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_COMMERCE, 0);
+  for (int i = 0; i < 4; i++)
+    apply(f, ev_commerce(test_id("o%ld", i), T0, "shop", TP_COMMERCE_ORDER_PLACED));
+  apply(f, ev_commerce("d", T0, "shop", TP_COMMERCE_DELIVERED));
+  apply(f, ev_commerce("r", T0, "shop", TP_COMMERCE_RETURN_REQUESTED));
+  apply(f, ev_commerce("r2", T0, "returns-only", TP_COMMERCE_RETURN_REQUESTED));
+  tp_part_advance(f->part, T0 + 15 * MIN_MS);
+  expect_value(f, TP_SRC_COMMERCE, "shop", TP_METRIC_ORDERS, 4, 4);
+  expect_value(f, TP_SRC_COMMERCE, "shop", TP_METRIC_RETURNS, 1, 1);
+  expect_value(f, TP_SRC_COMMERCE, "shop", TP_METRIC_RETURN_PCT, 25, 4);
+  expect_undefined(f, TP_SRC_COMMERCE, "returns-only", TP_METRIC_RETURN_PCT);
+  fx_free(f);
+}
+
+/* ---- histogram accuracy ---------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+Test(hist, quantiles_stay_within_one_percent_of_nearest_rank) {
+  static uint64_t vals[20000];
+  static tp_hist_merge_t m;
+  tp_hist_merge_init(&m);
+  tp_shist_t h[10] = {0};
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i < 20000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    vals[i] = x % (30ull * 86400000ull); /* up to 30 days in ms */
+    if (i % 7 == 0)
+      vals[i] %= 1000; /* and many small ones */
+    cr_assert_eq(tp_shist_add(&h[i % 10], vals[i]), TP_OK);
+  }
+  for (int i = 0; i < 10; i++)
+    tp_hist_merge_add(&m, &h[i]);
+  qsort(vals, 20000, sizeof(vals[0]), cmp_u64);
+  double qs[] = {0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0};
+  for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+    size_t rank = (size_t)ceil(qs[i] * 20000);
+    double exact = (double)vals[rank - 1];
+    double got = tp_hist_merge_quantile(&m, qs[i]);
+    cr_expect(fabs(got - exact) <= 0.01 * exact, "q%.3f: %g vs %g", qs[i], got, exact);
+  }
+  for (int i = 0; i < 10; i++)
+    tp_shist_free(&h[i]);
+}
+
+Test(hist, small_values_are_exact_and_bins_are_monotonic) {
+  for (uint64_t v = 0; v < TP_HIST_SUB; v++)
+    cr_expect_eq(tp_hist_bin_value(tp_hist_bin(v)), (double)v);
+  uint32_t prev = 0;
+  for (uint64_t v = 1; v < (1ull << 36); v = v * 3 / 2 + 1) {
+    uint32_t b = tp_hist_bin(v);
+    cr_expect_geq(b, prev);
+    cr_expect_lt(b, TP_HIST_BINS);
+    cr_expect(fabs(tp_hist_bin_value(b) - (double)v) <= 0.0079 * (double)v, "v=%llu",
+              (unsigned long long)v);
+    prev = b;
+  }
+}
