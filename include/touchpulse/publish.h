@@ -1,0 +1,78 @@
+/*
+ * publish.h -- the idempotent producer that writes alerts and dead letters.
+ *
+ * Produce calls copy their payload and never drop it: when librdkafka's
+ * queue is full they wait (backpressure slows the calling worker) until the
+ * message is queued or the publisher is stopped. Delivery reports are served
+ * by whoever calls tp_publisher_poll() or tp_publisher_flush() (the
+ * coordinator thread). A message that still fails after librdkafka's own
+ * retries (message.timeout.ms) makes the publisher "failed": the pipeline
+ * then stops without committing the input offsets that caused it, so a
+ * restart reproduces the message instead of losing it.
+ */
+#ifndef TOUCHPULSE_PUBLISH_H
+#define TOUCHPULSE_PUBLISH_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "touchpulse/common.h"
+#include "touchpulse/config.h"
+
+typedef struct tp_publisher_s tp_publisher_t;
+
+typedef struct {
+  _Atomic uint64_t alerts_produced, alerts_delivered, alerts_failed;
+  _Atomic uint64_t deadletters_produced, deadletters_delivered, deadletters_failed;
+  _Atomic uint64_t queue_full_waits;
+} tp_publisher_stats_t;
+
+/**
+ * @brief Create the producer from cfg's kafka section (producer properties
+ *        only), with enable.idempotence=true.
+ * @returns the publisher, or NULL with a message in errstr.
+ */
+tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size);
+void tp_publisher_destroy(tp_publisher_t *pub);
+
+/** Queue an alert keyed by touchpoint. @returns TP_OK or TP_ECLOSED. @thread any */
+tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
+                            const void *value, size_t value_len);
+
+/**
+ * @brief Queue a dead letter: the original key and bytes, headers error,
+ *        source.topic, source.partition, source.offset.
+ * @returns TP_OK or TP_ECLOSED. @thread any
+ */
+tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *orig,
+                                 const char *source_topic, const char *error);
+
+/** Serve delivery reports. @thread coordinator */
+void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms);
+
+/**
+ * @brief Wait until every queued message is delivered, at most timeout_ms.
+ * @returns TP_OK when the queue is empty and nothing failed, TP_EAGAIN on
+ *          timeout, TP_EKAFKA when a delivery failed.
+ */
+tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms);
+
+/** Make blocked produce calls return TP_ECLOSED. @thread any */
+void tp_publisher_stop(tp_publisher_t *pub);
+
+/** @returns true once a delivery failed for good. */
+bool tp_publisher_failed(const tp_publisher_t *pub);
+
+const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub);
+rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub);
+
+/**
+ * @brief Apply cfg's kafka section to conf, skipping the properties that
+ *        belong to the other client type (so librdkafka does not warn).
+ * @returns TP_OK or TP_ECONFIG with librdkafka's message.
+ */
+tp_err_t tp__kafka_conf_apply(rd_kafka_conf_t *conf, const tp_config_t *cfg, bool producer,
+                              char *errstr, size_t errstr_size);
+
+#endif

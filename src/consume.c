@@ -1,0 +1,735 @@
+/*
+ * consume.c -- the consumer group, the worker threads, partition assignment
+ * and the checkpoints that commit input offsets. See pipeline.h for the
+ * threads and the contract.
+ *
+ * Data path of one record (worker thread):
+ *   partition queue -> decode (decode.c) -> future-skew check
+ *     -> tp_part_apply (state/part.c): dedup, lateness, bucket, evaluation
+ *     -> alerts: encode (alert.c) -> producer (publish.c)
+ *   rejected records -> dead-letter topic with the reason in a header.
+ * A record's offset counts as processed only once all of this returned; a
+ * checkpoint commits processed offsets after the producer has delivered
+ * everything queued before it, so a crash never commits past an alert or a
+ * dead letter that was not written.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pipeline_int.h"
+#include "touchpulse/log.h"
+
+#define BATCH 512
+#define POLL_MS 50
+#define IDLE_CHECK_MS 200
+#define FLUSH_MS 2000
+#define FINAL_FLUSH_MS 30000
+
+static int64_t real_now(void) { return tp_now_ms(); }
+
+static void set_failed(tp_pipeline_t *pl, const char *why) {
+  if (!atomic_exchange(&pl->failed, true))
+    tp_log_error("pipeline stopping: %s", why);
+}
+
+static inline void bump(_Atomic uint64_t *c) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+/* ---- barrier ---------------------------------------------------------------- */
+
+/* @thread worker: park here while the coordinator holds the workers. */
+static void worker_barrier(worker_t *w) {
+  tp_pipeline_t *pl = w->pl;
+  if (!atomic_load_explicit(&pl->pause_req, memory_order_acquire))
+    return;
+  pthread_mutex_lock(&pl->bar_lock);
+  pl->paused++;
+  pthread_cond_signal(&pl->bar_coord);
+  while (atomic_load(&pl->pause_req))
+    pthread_cond_wait(&pl->bar_workers, &pl->bar_lock);
+  pl->paused--;
+  pthread_mutex_unlock(&pl->bar_lock);
+}
+
+/* @thread coordinator: returns once every live worker is parked. Serves the
+ * producer meanwhile: a worker may be waiting for room in its queue. */
+static void pause_workers(tp_pipeline_t *pl) {
+  atomic_store_explicit(&pl->pause_req, 1, memory_order_release);
+  for (int i = 0; i < pl->n_workers; i++)
+    if (pl->workers[i].q)
+      rd_kafka_queue_yield(pl->workers[i].q);
+  pthread_mutex_lock(&pl->bar_lock);
+  while (pl->paused < pl->live_workers) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 5 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&pl->bar_coord, &pl->bar_lock, &ts);
+    pthread_mutex_unlock(&pl->bar_lock);
+    tp_publisher_poll(pl->pub, 0);
+    pthread_mutex_lock(&pl->bar_lock);
+  }
+  pthread_mutex_unlock(&pl->bar_lock);
+}
+
+static void resume_workers(tp_pipeline_t *pl) {
+  pthread_mutex_lock(&pl->bar_lock);
+  atomic_store(&pl->pause_req, 0);
+  pthread_cond_broadcast(&pl->bar_workers);
+  pthread_mutex_unlock(&pl->bar_lock);
+}
+
+/* ---- alerts ------------------------------------------------------------------ */
+
+/* @thread worker owning the partition (tp_part_apply/advance call it). */
+static void on_alert(void *opaque, const tp_alert_t *a) {
+  pctx_t *ctx = opaque;
+  tp_pipeline_t *pl = ctx->pl;
+  worker_t *w = &pl->workers[ctx->worker];
+  char err[256];
+  if (w->halted)
+    return;
+  if (tp_alert_encode(w->codec, a, pl->now_ms(), &w->abuf, err, sizeof(err)) != TP_OK) {
+    /* The schema is compiled in and checked at start: this is a bug or
+     * memory exhaustion, and the alert must not be skipped silently. */
+    set_failed(pl, err);
+    w->halted = true;
+    return;
+  }
+  if (tp_publisher_alert(pl->pub, a->touchpoint, a->touchpoint_len, w->abuf.data, w->abuf.len) !=
+      TP_OK) {
+    w->halted = true;
+    return;
+  }
+  size_t rule = (size_t)(a->rule - pl->cfg->rules);
+  atomic_fetch_add_explicit(&pl->alerts_by_rule[rule * 2 + (a->state == TP_ALERT_RESOLVED)], 1,
+                            memory_order_relaxed);
+  char id[33];
+  tp_alert_id(a, id);
+  tp_log_info("alert %s rule=%s touchpoint=%.*s metric=%s value=%g %s %g window_end=%lld "
+              "samples=%lld id=%s",
+              a->state == TP_ALERT_FIRING ? "FIRING" : "RESOLVED", a->rule->name,
+              (int)a->touchpoint_len, a->touchpoint, tp_metric_name(a->rule->metric), a->value,
+              tp_op_str(a->rule->op), a->threshold, (long long)a->window_end,
+              (long long)a->samples, id);
+}
+
+/* ---- workers ----------------------------------------------------------------- */
+
+static int topic_source(const tp_config_t *cfg, const char *name) {
+  for (int s = 0; s < TP_SRC_COUNT; s++)
+    if (strcmp(cfg->topics[s], name) == 0)
+      return s;
+  return -1;
+}
+
+static pctx_t *find_ctx(worker_t *w, int src, int32_t partition) {
+  for (size_t i = 0; i < w->n_ctx; i++)
+    if (w->ctxs[i]->partition == partition && (int)w->ctxs[i]->src == src)
+      return w->ctxs[i];
+  return NULL;
+}
+
+static void reject(worker_t *w, pctx_t *ctx, const rd_kafka_message_t *msg, tp_reject_t reason,
+                   const char *detail) {
+  tp_pipeline_t *pl = w->pl;
+  bump(&w->stats.rejected[ctx->src][reason]);
+  if (tp_log_enabled(TP_LOG_DEBUG))
+    tp_log_debug("rejected %s[%d]@%lld: %s", pl->cfg->topics[ctx->src], (int)msg->partition,
+                 (long long)msg->offset, detail);
+  if (tp_publisher_deadletter(pl->pub, msg, pl->cfg->topics[ctx->src], detail) != TP_OK)
+    w->halted = true;
+}
+
+static void process(worker_t *w, rd_kafka_message_t *msg) {
+  tp_pipeline_t *pl = w->pl;
+  const tp_config_t *cfg = pl->cfg;
+  int src = topic_source(cfg, rd_kafka_topic_name(msg->rkt));
+  pctx_t *ctx = src < 0 ? NULL : find_ctx(w, src, msg->partition);
+
+  if (msg->err) {
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (ctx) {
+        atomic_store(&ctx->high_offset, msg->offset);
+        atomic_store(&ctx->at_eof, true);
+      }
+      return;
+    }
+    atomic_fetch_add(&pl->consumer_errors, 1);
+    tp_log_warn("consumer: %s", rd_kafka_message_errstr(msg));
+    return;
+  }
+  if (ctx == NULL)
+    return; /* revoked while queued: its next owner reads it again */
+
+  bump(&w->stats.consumed[src]);
+  atomic_store_explicit(&ctx->at_eof, false, memory_order_relaxed);
+  atomic_store_explicit(&ctx->last_record_ms, w->now, memory_order_relaxed);
+
+  char detail[256];
+  tp_event_t ev;
+  tp_reject_t reason;
+  if (msg->len > (size_t)cfg->max_record_bytes) {
+    reason = TP_REJECT_TOO_LARGE;
+    snprintf(detail, sizeof(detail), "too_large: %zu bytes, processing.max_record_bytes is %lld",
+             msg->len, (long long)cfg->max_record_bytes);
+  } else {
+    reason = tp_decode((tp_source_t)src, msg->payload, msg->len, &ev, detail, sizeof(detail));
+    if (reason == TP_REJECT_NONE && ev.occurred_at > w->now + cfg->max_future_skew_ms) {
+      char ahead[32], skew[32];
+      tp_duration_format(ev.occurred_at - w->now, ahead, sizeof(ahead));
+      tp_duration_format(cfg->max_future_skew_ms, skew, sizeof(skew));
+      reason = TP_REJECT_FUTURE_TIMESTAMP;
+      snprintf(detail, sizeof(detail),
+               "future_timestamp: occurred_at %lld is %s ahead of the wall clock "
+               "(windows.max_future_skew %s)",
+               (long long)ev.occurred_at, ahead, skew);
+    }
+  }
+  if (reason != TP_REJECT_NONE) {
+    reject(w, ctx, msg, reason, detail);
+  } else {
+    switch (tp_part_apply(ctx->part, &ev)) {
+    case TP_APPLY_OK: bump(&w->stats.applied[src]); break;
+    case TP_APPLY_LATE: bump(&w->stats.late[src]); break;
+    case TP_APPLY_DUPLICATE: bump(&w->stats.duplicates[src]); break;
+    case TP_APPLY_OVERFLOW:
+    case TP_APPLY_NOMEM: bump(&w->stats.overflow[src]); break;
+    case TP_APPLY_INVALID:
+      snprintf(detail, sizeof(detail), "out_of_range: occurred_at %lld is beyond what windows hold",
+               (long long)ev.occurred_at);
+      reject(w, ctx, msg, TP_REJECT_OUT_OF_RANGE, detail);
+      break;
+    }
+  }
+  if (!w->halted)
+    ctx->next_offset = msg->offset + 1;
+}
+
+/*
+ * SPEC: a partition with nothing to read that has been idle for
+ * windows.idle_timeout follows the lowest watermark of the instance's other,
+ * active partitions. Reads pl->ctxs, which changes only while workers are
+ * paused, and other partitions' watermarks through their atomics.
+ */
+static void check_idle(worker_t *w) {
+  tp_pipeline_t *pl = w->pl;
+  int64_t timeout = pl->cfg->idle_timeout_ms;
+  if (timeout <= 0 || w->now - w->last_idle_check < IDLE_CHECK_MS)
+    return;
+  w->last_idle_check = w->now;
+  int64_t lowest = INT64_MAX;
+  bool any_idle = false;
+  for (size_t i = 0; i < pl->n_ctx; i++) {
+    pctx_t *c = pl->ctxs[i];
+    bool idle = atomic_load(&c->at_eof) && w->now - atomic_load(&c->last_record_ms) >= timeout;
+    if (c->worker == w->id)
+      atomic_store(&c->idle, idle);
+    any_idle = any_idle || idle;
+    int64_t wm = atomic_load_explicit(&tp_part_stats(c->part)->watermark, memory_order_relaxed);
+    if (!idle && wm != INT64_MIN && wm < lowest)
+      lowest = wm;
+  }
+  if (!any_idle || lowest == INT64_MAX)
+    return;
+  for (size_t i = 0; i < w->n_ctx; i++)
+    if (atomic_load(&w->ctxs[i]->idle) && !w->halted)
+      tp_part_advance(w->ctxs[i]->part, lowest);
+}
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  tp_pipeline_t *pl = w->pl;
+  rd_kafka_message_t *msgs[BATCH];
+  while (!atomic_load(&pl->workers_quit) && !w->halted) {
+    worker_barrier(w);
+    ssize_t n = rd_kafka_consume_batch_queue(w->q, POLL_MS, msgs, BATCH);
+    /* A pause may have changed this worker's partitions: take it before
+     * touching the batch, whose records of revoked partitions are dropped. */
+    worker_barrier(w);
+    w->now = pl->now_ms();
+    for (ssize_t i = 0; i < n; i++) {
+      if (!w->halted && !atomic_load(&pl->workers_quit))
+        process(w, msgs[i]);
+      rd_kafka_message_destroy(msgs[i]);
+    }
+    if (n > 0)
+      bump(&w->stats.batches);
+    check_idle(w);
+  }
+  pthread_mutex_lock(&pl->bar_lock);
+  pl->live_workers--;
+  pthread_cond_signal(&pl->bar_coord);
+  pthread_mutex_unlock(&pl->bar_lock);
+  return NULL;
+}
+
+/* ---- checkpoints and assignment (coordinator) -------------------------------- */
+
+/*
+ * Commit the processed offsets of ctxs once the producer has delivered
+ * everything queued so far. Workers must be paused (or gone), so nothing is
+ * queued meanwhile. @returns true when committed or nothing to commit.
+ */
+static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms) {
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n + 1);
+  for (size_t i = 0; i < n; i++) {
+    pctx_t *c = ctxs[i];
+    if (c->next_offset >= 0 && c->next_offset != c->committed)
+      rd_kafka_topic_partition_list_add(list, pl->cfg->topics[c->src], c->partition)->offset =
+          c->next_offset;
+  }
+  bool ok = true;
+  if (list->cnt > 0) {
+    tp_err_t rc = tp_publisher_flush(pl->pub, flush_ms);
+    if (rc == TP_EKAFKA) {
+      set_failed(pl, "an alert or dead letter could not be delivered; offsets stay uncommitted");
+      ok = false;
+    } else if (rc == TP_EAGAIN) {
+      atomic_fetch_add(&pl->checkpoints_skipped, 1);
+      tp_log_warn("checkpoint: producer still has undelivered messages after %d ms; "
+                  "offsets not committed this time",
+                  flush_ms);
+      ok = false;
+    } else {
+      rd_kafka_resp_err_t err = rd_kafka_commit(pl->rk, list, 0);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (size_t i = 0; i < n; i++)
+          ctxs[i]->committed = ctxs[i]->next_offset;
+        atomic_fetch_add(&pl->commits, 1);
+      } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        atomic_fetch_add(&pl->commit_failures, 1);
+        tp_log_warn("checkpoint: commit failed: %s", rd_kafka_err2str(err));
+        ok = false;
+      }
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return ok;
+}
+
+static void add_ctx_to(pctx_t ***arr, size_t *n, size_t *cap, pctx_t *c) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 16;
+    pctx_t **a = tp_realloc(*arr, nc * sizeof(*a));
+    if (a == NULL)
+      return;
+    *arr = a;
+    *cap = nc;
+  }
+  (*arr)[(*n)++] = c;
+}
+
+static void remove_ctx_from(pctx_t **arr, size_t *n, pctx_t *c) {
+  for (size_t i = 0; i < *n; i++) {
+    if (arr[i] == c) {
+      arr[i] = arr[--*n];
+      return;
+    }
+  }
+}
+
+static void ctx_destroy(tp_pipeline_t *pl, pctx_t *c) {
+  if (c->pq) {
+    rd_kafka_queue_forward(c->pq, NULL);
+    rd_kafka_queue_destroy(c->pq);
+  }
+  remove_ctx_from(pl->workers[c->worker].ctxs, &pl->workers[c->worker].n_ctx, c);
+  remove_ctx_from(pl->ctxs, &pl->n_ctx, c);
+  tp_part_destroy(c->part);
+  tp_free(c);
+}
+
+static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts) {
+  pause_workers(pl);
+  for (int i = 0; i < parts->cnt; i++) {
+    rd_kafka_topic_partition_t *tp = &parts->elems[i];
+    int src = topic_source(pl->cfg, tp->topic);
+    if (src < 0)
+      continue;
+    char err[256];
+    if (pl->n_ctx == pl->cap_ctx) {
+      size_t nc = pl->cap_ctx ? pl->cap_ctx * 2 : 16;
+      pctx_t **a = tp_realloc(pl->ctxs, nc * sizeof(*a));
+      if (a == NULL) {
+        set_failed(pl, "out of memory assigning partitions");
+        break;
+      }
+      pl->ctxs = a;
+      pl->cap_ctx = nc;
+    }
+    pctx_t *c = tp_calloc(1, sizeof(*c));
+    if (c == NULL) {
+      set_failed(pl, "out of memory assigning partitions");
+      break;
+    }
+    /* The least loaded worker takes it. */
+    int best = 0;
+    for (int k = 1; k < pl->n_workers; k++)
+      if (pl->workers[k].n_ctx < pl->workers[best].n_ctx)
+        best = k;
+    c->pl = pl;
+    c->src = (tp_source_t)src;
+    c->partition = tp->partition;
+    c->worker = best;
+    c->next_offset = -1;
+    c->committed = -1;
+    atomic_init(&c->last_record_ms, pl->now_ms());
+    atomic_init(&c->high_offset, -1);
+    c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
+    if (c->part == NULL) {
+      tp_free(c);
+      set_failed(pl, err);
+      break;
+    }
+    worker_t *w = &pl->workers[best];
+    size_t before = w->n_ctx;
+    add_ctx_to(&w->ctxs, &w->n_ctx, &w->cap_ctx, c);
+    if (w->n_ctx == before) {
+      tp_part_destroy(c->part);
+      tp_free(c);
+      set_failed(pl, "out of memory assigning partitions");
+      break;
+    }
+    pl->ctxs[pl->n_ctx++] = c;
+    c->pq = rd_kafka_queue_get_partition(pl->rk, tp->topic, tp->partition);
+    rd_kafka_queue_forward(c->pq, w->q);
+  }
+  atomic_store(&pl->n_assigned, (int)pl->n_ctx);
+  resume_workers(pl);
+}
+
+static void on_revoke(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts, bool lost) {
+  pause_workers(pl);
+  pctx_t **gone = tp_calloc(pl->n_ctx + 1, sizeof(*gone));
+  size_t n = 0;
+  if (gone == NULL) {
+    /* Cannot even list them: stop; the group hands them on uncommitted. */
+    set_failed(pl, "out of memory revoking partitions");
+    resume_workers(pl);
+    return;
+  }
+  for (int i = 0; i < parts->cnt; i++) {
+    int src = topic_source(pl->cfg, parts->elems[i].topic);
+    for (size_t k = 0; k < pl->n_ctx; k++)
+      if ((int)pl->ctxs[k]->src == src && pl->ctxs[k]->partition == parts->elems[i].partition)
+        gone[n++] = pl->ctxs[k];
+  }
+  /* A lost assignment already belongs to someone else: committing would
+   * move their offsets. Otherwise hand the partitions over committed. */
+  if (!lost)
+    checkpoint(pl, gone, n, FINAL_FLUSH_MS);
+  for (size_t i = 0; i < n; i++)
+    ctx_destroy(pl, gone[i]);
+  tp_free(gone);
+  atomic_store(&pl->n_assigned, (int)pl->n_ctx);
+  resume_workers(pl);
+}
+
+static void log_partitions(const char *what, const rd_kafka_topic_partition_list_t *parts) {
+  char buf[1024];
+  size_t off = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < parts->cnt && off < sizeof(buf) - 64; i++)
+    off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%s[%d]", i ? " " : "",
+                            parts->elems[i].topic, (int)parts->elems[i].partition);
+  tp_log_info("%s %d partition(s): %s", what, parts->cnt, buf);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  tp_pipeline_t *pl = opaque;
+  bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    atomic_fetch_add(&pl->rebalances_assign, 1);
+    log_partitions("assigned", parts);
+    on_assign(pl, parts);
+    rd_kafka_error_t *e = NULL;
+    if (cooperative)
+      e = rd_kafka_incremental_assign(rk, parts);
+    else if (rd_kafka_assign(rk, parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      tp_log_error("assign failed");
+    if (e) {
+      tp_log_error("assign: %s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+    atomic_store(&pl->ready, true);
+  } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+    atomic_fetch_add(&pl->rebalances_revoke, 1);
+    bool lost = rd_kafka_assignment_lost(rk);
+    log_partitions(lost ? "lost" : "revoked", parts);
+    on_revoke(pl, parts, lost);
+    if (cooperative) {
+      rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+      if (e) {
+        tp_log_error("unassign: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+      }
+    } else {
+      rd_kafka_assign(rk, NULL);
+    }
+  } else {
+    tp_log_error("rebalance: %s", rd_kafka_err2str(err));
+    rd_kafka_assign(rk, NULL);
+  }
+}
+
+static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  tp_log(level <= 3 ? TP_LOG_ERROR : level <= 4 ? TP_LOG_WARN : level <= 6 ? TP_LOG_INFO
+                                                                            : TP_LOG_DEBUG,
+         "librdkafka consumer %s: %s", fac, buf);
+}
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  tp_pipeline_t *pl = opaque;
+  atomic_fetch_add(&pl->consumer_errors, 1);
+  char fatal[256];
+  if (rd_kafka_fatal_error(rk, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    set_failed(pl, fatal);
+    return;
+  }
+  tp_log_warn("consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void *coordinator_main(void *arg) {
+  tp_pipeline_t *pl = arg;
+  uint64_t interval_ns = (uint64_t)pl->cfg->commit_interval_ms * 1000000u;
+  uint64_t last = tp_mono_ns();
+  while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, POLL_MS);
+    if (msg) {
+      /* Records arrive on the workers' queues; the main queue only carries
+       * errors. */
+      if (msg->err && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        atomic_fetch_add(&pl->consumer_errors, 1);
+        tp_log_warn("consumer: %s", rd_kafka_message_errstr(msg));
+      }
+      rd_kafka_message_destroy(msg);
+    }
+    tp_publisher_poll(pl->pub, 0);
+    if (tp_publisher_failed(pl->pub))
+      set_failed(pl, "the producer failed");
+    if (tp_mono_ns() - last >= interval_ns) {
+      pause_workers(pl);
+      checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS);
+      resume_workers(pl);
+      last = tp_mono_ns();
+    }
+  }
+
+  /* Shutdown: let the workers finish their batch and leave. */
+  atomic_store(&pl->workers_quit, true);
+  if (atomic_load(&pl->failed))
+    tp_publisher_stop(pl->pub);
+  resume_workers(pl);
+  pthread_mutex_lock(&pl->bar_lock);
+  while (pl->live_workers > 0) {
+    pthread_mutex_unlock(&pl->bar_lock);
+    tp_publisher_poll(pl->pub, 10);
+    pthread_mutex_lock(&pl->bar_lock);
+  }
+  pthread_mutex_unlock(&pl->bar_lock);
+  for (int i = 0; i < pl->n_workers; i++)
+    pthread_join(pl->workers[i].thread, NULL);
+
+  if (!atomic_load(&pl->failed) && !checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS))
+    set_failed(pl, "final commit failed");
+  /* Leaving the group revokes what is left (rebalance_cb, no workers). */
+  rd_kafka_consumer_close(pl->rk);
+  while (pl->n_ctx > 0)
+    ctx_destroy(pl, pl->ctxs[pl->n_ctx - 1]);
+  atomic_store(&pl->coordinator_done, true);
+  return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, size_t errstr_size) {
+  const tp_config_t *cfg = opts->cfg;
+  tp_pipeline_t *pl = tp_calloc(1, sizeof(*pl));
+  rd_kafka_conf_t *conf = NULL;
+  char err[512];
+  if (pl == NULL) {
+    snprintf(errstr, errstr_size, "pipeline: out of memory");
+    return NULL;
+  }
+  pl->cfg = cfg;
+  pl->now_ms = opts->now_ms ? opts->now_ms : real_now;
+  pthread_mutex_init(&pl->bar_lock, NULL);
+  pthread_cond_init(&pl->bar_workers, NULL);
+  pthread_cond_init(&pl->bar_coord, NULL);
+
+  if (tp_decode_check_schemas(errstr, errstr_size) != TP_OK)
+    goto err;
+  pl->alerts_by_rule = tp_calloc(cfg->n_rules * 2 + 1, sizeof(*pl->alerts_by_rule));
+  if (pl->alerts_by_rule == NULL) {
+    snprintf(errstr, errstr_size, "pipeline: out of memory");
+    goto err;
+  }
+  pl->st = tp_state_new(cfg, errstr, errstr_size);
+  if (pl->st == NULL)
+    goto err;
+  pl->pub = tp_publisher_new(cfg, errstr, errstr_size);
+  if (pl->pub == NULL)
+    goto err;
+
+  conf = rd_kafka_conf_new();
+  /* Defaults the kafka section may override... */
+  rd_kafka_conf_set(conf, "client.id", "touchpulse", err, sizeof(err));
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+  rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err));
+  rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
+  if (tp__kafka_conf_apply(conf, cfg, false, errstr, errstr_size) != TP_OK)
+    goto err;
+  /* ...and the ones the offset and idle logic depend on, which it may not. */
+  static const char *const forced[][2] = {{"enable.auto.commit", "false"},
+                                          {"enable.auto.offset.store", "false"},
+                                          {"enable.partition.eof", "true"}};
+  for (size_t i = 0; i < TP_ARRAY_SIZE(forced); i++) {
+    const char *user = tp_config_kafka_get(cfg, forced[i][0]);
+    if (user && strcmp(user, forced[i][1]) != 0)
+      tp_log_warn("kafka.%s=%s is ignored: touchpulse needs %s", forced[i][0], user, forced[i][1]);
+    if (rd_kafka_conf_set(conf, forced[i][0], forced[i][1], err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      snprintf(errstr, errstr_size, "consumer: %s", err);
+      goto err;
+    }
+  }
+  rd_kafka_conf_set_opaque(conf, pl);
+  rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+  rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
+  rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+  pl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  if (pl->rk == NULL) {
+    snprintf(errstr, errstr_size, "consumer: %s", err);
+    goto err;
+  }
+  conf = NULL;
+  rd_kafka_poll_set_consumer(pl->rk);
+
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  pl->n_workers = cfg->workers > 0 ? cfg->workers : (cores > 0 ? (int)cores : 1);
+  pl->workers = tp_calloc((size_t)pl->n_workers, sizeof(*pl->workers));
+  if (pl->workers == NULL) {
+    snprintf(errstr, errstr_size, "pipeline: out of memory");
+    goto err;
+  }
+  for (int i = 0; i < pl->n_workers; i++) {
+    worker_t *w = &pl->workers[i];
+    w->pl = pl;
+    w->id = i;
+    w->q = rd_kafka_queue_new(pl->rk);
+    w->codec = tp_alert_codec_new(errstr, errstr_size);
+    if (w->q == NULL || w->codec == NULL)
+      goto err;
+  }
+  return pl;
+err:
+  if (conf)
+    rd_kafka_conf_destroy(conf);
+  tp_pipeline_destroy(pl);
+  return NULL;
+}
+
+tp_err_t tp_pipeline_start(tp_pipeline_t *pl, char *errstr, size_t errstr_size) {
+  const tp_config_t *cfg = pl->cfg;
+  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(TP_SRC_COUNT);
+  for (int s = 0; s < TP_SRC_COUNT; s++)
+    rd_kafka_topic_partition_list_add(topics, cfg->topics[s], RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(pl->rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err) {
+    snprintf(errstr, errstr_size, "subscribe: %s", rd_kafka_err2str(err));
+    return TP_EKAFKA;
+  }
+  pl->live_workers = pl->n_workers;
+  for (int i = 0; i < pl->n_workers; i++) {
+    if (pthread_create(&pl->workers[i].thread, NULL, worker_main, &pl->workers[i]) != 0) {
+      snprintf(errstr, errstr_size, "cannot start worker threads");
+      /* Threads already started see the quit flag; the rest never ran. */
+      pthread_mutex_lock(&pl->bar_lock);
+      pl->live_workers -= pl->n_workers - i;
+      pthread_mutex_unlock(&pl->bar_lock);
+      pl->n_workers = i;
+      atomic_store(&pl->stop_req, true);
+      break;
+    }
+  }
+  if (pthread_create(&pl->coordinator, NULL, coordinator_main, pl) != 0) {
+    snprintf(errstr, errstr_size, "cannot start the coordinator thread");
+    atomic_store(&pl->workers_quit, true);
+    for (int i = 0; i < pl->n_workers; i++)
+      pthread_join(pl->workers[i].thread, NULL);
+    pl->n_workers = 0;
+    return TP_EIO;
+  }
+  pl->started = true;
+  return atomic_load(&pl->stop_req) ? TP_EIO : TP_OK;
+}
+
+tp_err_t tp_pipeline_stop(tp_pipeline_t *pl) {
+  if (pl == NULL || !pl->started)
+    return TP_OK;
+  atomic_store(&pl->stop_req, true);
+  pthread_join(pl->coordinator, NULL);
+  pl->started = false;
+  return atomic_load(&pl->failed) ? TP_EKAFKA : TP_OK;
+}
+
+void tp_pipeline_destroy(tp_pipeline_t *pl) {
+  if (pl == NULL)
+    return;
+  tp_pipeline_stop(pl);
+  for (int i = 0; pl->workers && i < pl->n_workers; i++) {
+    worker_t *w = &pl->workers[i];
+    if (w->q)
+      rd_kafka_queue_destroy(w->q);
+    tp_alert_codec_destroy(w->codec);
+    tp_buf_free(&w->abuf);
+    tp_free(w->ctxs);
+  }
+  if (pl->rk)
+    rd_kafka_destroy(pl->rk);
+  tp_publisher_destroy(pl->pub);
+  tp_state_destroy(pl->st);
+  tp_free(pl->workers);
+  tp_free(pl->ctxs);
+  tp_free(pl->alerts_by_rule);
+  pthread_mutex_destroy(&pl->bar_lock);
+  pthread_cond_destroy(&pl->bar_workers);
+  pthread_cond_destroy(&pl->bar_coord);
+  tp_free(pl);
+}
+
+bool tp_pipeline_ready(const tp_pipeline_t *pl) { return atomic_load(&pl->ready); }
+bool tp_pipeline_failed(const tp_pipeline_t *pl) { return atomic_load(&pl->failed); }
+tp_state_t *tp_pipeline_state(tp_pipeline_t *pl) { return pl->st; }
+void tp_pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) { tp__pipeline_metrics(pl, out); }
+
+void tp_pipeline_totals(tp_pipeline_t *pl, tp_pipeline_totals_t *t) {
+  memset(t, 0, sizeof(*t));
+  for (int i = 0; i < pl->n_workers; i++) {
+    wstats_t *s = &pl->workers[i].stats;
+    for (int src = 0; src < TP_SRC_COUNT; src++) {
+      t->consumed += atomic_load(&s->consumed[src]);
+      t->applied += atomic_load(&s->applied[src]);
+      t->late += atomic_load(&s->late[src]);
+      t->duplicates += atomic_load(&s->duplicates[src]);
+      t->overflow += atomic_load(&s->overflow[src]);
+      for (int r = 0; r < TP_REJECT_COUNT; r++)
+        t->rejected += atomic_load(&s->rejected[src][r]);
+    }
+  }
+  const tp_publisher_stats_t *ps = tp_publisher_stats(pl->pub);
+  t->alerts_produced = atomic_load(&ps->alerts_produced);
+  t->alerts_delivered = atomic_load(&ps->alerts_delivered);
+  t->deadletters_delivered = atomic_load(&ps->deadletters_delivered);
+  t->commits = atomic_load(&pl->commits);
+}

@@ -1,0 +1,167 @@
+/*
+ * metrics.c -- the processor's metrics in Prometheus text format 0.0.4.
+ * Names follow Prometheus conventions: touchpulse_ prefix, counters end in
+ * _total, times are in seconds. Per-worker counters are summed here, on the
+ * scraping thread, so workers never share a counter.
+ */
+#include <string.h>
+
+#include "pipeline_int.h"
+#include "touchpulse/log.h"
+
+static void family(tp_buf_t *out, const char *name, const char *type, const char *help) {
+  tp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample_topic(tp_buf_t *out, const char *name, const char *topic, uint64_t v) {
+  tp_buf_printf(out, "%s{topic=\"", name);
+  tp_buf_prom_escape(out, topic, strlen(topic));
+  tp_buf_printf(out, "\"} %llu\n", (unsigned long long)v);
+}
+
+typedef struct {
+  uint64_t consumed[TP_SRC_COUNT], applied[TP_SRC_COUNT], late[TP_SRC_COUNT];
+  uint64_t duplicates[TP_SRC_COUNT], overflow[TP_SRC_COUNT];
+  uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
+} sums_t;
+
+static void sum_workers(tp_pipeline_t *pl, sums_t *s) {
+  memset(s, 0, sizeof(*s));
+  for (int i = 0; i < pl->n_workers; i++) {
+    wstats_t *w = &pl->workers[i].stats;
+    for (int src = 0; src < TP_SRC_COUNT; src++) {
+      s->consumed[src] += atomic_load_explicit(&w->consumed[src], memory_order_relaxed);
+      s->applied[src] += atomic_load_explicit(&w->applied[src], memory_order_relaxed);
+      s->late[src] += atomic_load_explicit(&w->late[src], memory_order_relaxed);
+      s->duplicates[src] += atomic_load_explicit(&w->duplicates[src], memory_order_relaxed);
+      s->overflow[src] += atomic_load_explicit(&w->overflow[src], memory_order_relaxed);
+      for (int r = 1; r < TP_REJECT_COUNT; r++)
+        s->rejected[src][r] += atomic_load_explicit(&w->rejected[src][r], memory_order_relaxed);
+    }
+  }
+}
+
+static void per_topic(tp_buf_t *out, tp_pipeline_t *pl, const char *name, const char *help,
+                      const uint64_t *v) {
+  family(out, name, "counter", help);
+  for (int s = 0; s < TP_SRC_COUNT; s++)
+    sample_topic(out, name, pl->cfg->topics[s], v[s]);
+}
+
+typedef struct {
+  tp_pipeline_t *pl;
+  tp_buf_t *out;
+} part_ctx_t;
+
+static void part_watermark(const tp_part_t *part, void *opaque) {
+  part_ctx_t *c = opaque;
+  int64_t wm = atomic_load_explicit(&tp_part_stats(part)->watermark, memory_order_relaxed);
+  if (wm == INT64_MIN)
+    return;
+  const char *topic = c->pl->cfg->topics[tp_part_source(part)];
+  tp_buf_puts(c->out, "touchpulse_partition_watermark_seconds{topic=\"");
+  tp_buf_prom_escape(c->out, topic, strlen(topic));
+  tp_buf_printf(c->out, "\",partition=\"%d\"} %.3f\n", (int)tp_part_partition(part),
+                (double)wm / 1000.0);
+}
+
+void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
+  const tp_config_t *cfg = pl->cfg;
+  sums_t s;
+  sum_workers(pl, &s);
+
+  family(out, "touchpulse_build_info", "gauge", "Build information; the value is always 1.");
+  tp_buf_printf(out, "touchpulse_build_info{version=\"%s\"} 1\n", TP_VERSION_STRING);
+
+  per_topic(out, pl, "touchpulse_events_consumed_total", "Records read from an input topic.",
+            s.consumed);
+  per_topic(out, pl, "touchpulse_events_applied_total",
+            "Events applied to their touchpoint's window state.", s.applied);
+  per_topic(out, pl, "touchpulse_events_late_total",
+            "Events below their partition's watermark: counted, not applied.", s.late);
+  per_topic(out, pl, "touchpulse_events_duplicate_total",
+            "Events whose event_id was among the partition's last dedup.depth applied.",
+            s.duplicates);
+  per_topic(out, pl, "touchpulse_events_overflow_total",
+            "Events not applied because their touchpoint exceeded state.max_touchpoints.",
+            s.overflow);
+
+  family(out, "touchpulse_events_rejected_total", "counter",
+         "Records rejected to the dead-letter topic, by reason.");
+  for (int src = 0; src < TP_SRC_COUNT; src++) {
+    for (int r = 1; r < TP_REJECT_COUNT; r++) {
+      tp_buf_puts(out, "touchpulse_events_rejected_total{topic=\"");
+      tp_buf_prom_escape(out, cfg->topics[src], strlen(cfg->topics[src]));
+      tp_buf_printf(out, "\",reason=\"%s\"} %llu\n", tp_reject_label((tp_reject_t)r),
+                    (unsigned long long)s.rejected[src][r]);
+    }
+  }
+
+  const tp_publisher_stats_t *ps = tp_publisher_stats(pl->pub);
+  family(out, "touchpulse_deadletters_total", "counter",
+         "Dead letters by delivery outcome (produced = queued).");
+  tp_buf_printf(out, "touchpulse_deadletters_total{outcome=\"produced\"} %llu\n",
+                (unsigned long long)atomic_load(&ps->deadletters_produced));
+  tp_buf_printf(out, "touchpulse_deadletters_total{outcome=\"delivered\"} %llu\n",
+                (unsigned long long)atomic_load(&ps->deadletters_delivered));
+  tp_buf_printf(out, "touchpulse_deadletters_total{outcome=\"failed\"} %llu\n",
+                (unsigned long long)atomic_load(&ps->deadletters_failed));
+
+  family(out, "touchpulse_alerts_total", "counter", "Alert events produced, by rule and state.");
+  for (size_t r = 0; r < cfg->n_rules; r++) {
+    for (int st = 0; st < 2; st++) {
+      tp_buf_puts(out, "touchpulse_alerts_total{rule=\"");
+      tp_buf_prom_escape(out, cfg->rules[r].name, strlen(cfg->rules[r].name));
+      tp_buf_printf(out, "\",state=\"%s\"} %llu\n", st ? "RESOLVED" : "FIRING",
+                    (unsigned long long)atomic_load(&pl->alerts_by_rule[r * 2 + (size_t)st]));
+    }
+  }
+  family(out, "touchpulse_alert_deliveries_total", "counter",
+         "Alert events by delivery outcome.");
+  tp_buf_printf(out, "touchpulse_alert_deliveries_total{outcome=\"delivered\"} %llu\n",
+                (unsigned long long)atomic_load(&ps->alerts_delivered));
+  tp_buf_printf(out, "touchpulse_alert_deliveries_total{outcome=\"failed\"} %llu\n",
+                (unsigned long long)atomic_load(&ps->alerts_failed));
+  family(out, "touchpulse_producer_queue_full_waits_total", "counter",
+         "Times a worker waited for room in the producer queue (backpressure).");
+  tp_buf_printf(out, "touchpulse_producer_queue_full_waits_total %llu\n",
+                (unsigned long long)atomic_load(&ps->queue_full_waits));
+
+  family(out, "touchpulse_touchpoints", "gauge",
+         "Touchpoints held in the state table of an input topic.");
+  for (int src = 0; src < TP_SRC_COUNT; src++)
+    tp_buf_printf(out, "touchpulse_touchpoints{topic=\"%s\"} %zu\n", cfg->topics[src],
+                  tp_state_touchpoints(pl->st, (tp_source_t)src));
+  family(out, "touchpulse_touchpoints_capacity", "gauge",
+         "state.max_touchpoints: the most touchpoints kept per input topic.");
+  tp_buf_printf(out, "touchpulse_touchpoints_capacity %zu\n", tp_state_max_touchpoints(pl->st));
+  family(out, "touchpulse_touchpoints_overflow_total", "counter",
+         "New touchpoints refused because the table was full.");
+  for (int src = 0; src < TP_SRC_COUNT; src++)
+    tp_buf_printf(out, "touchpulse_touchpoints_overflow_total{topic=\"%s\"} %llu\n",
+                  cfg->topics[src],
+                  (unsigned long long)tp_state_table_overflow(pl->st, (tp_source_t)src));
+
+  family(out, "touchpulse_partitions_assigned", "gauge", "Input partitions assigned to this instance.");
+  tp_buf_printf(out, "touchpulse_partitions_assigned %d\n", atomic_load(&pl->n_assigned));
+  family(out, "touchpulse_partition_watermark_seconds", "gauge",
+         "Watermark of an input partition (Unix time).");
+  part_ctx_t pc = {pl, out};
+  tp_state_foreach_part(pl->st, part_watermark, &pc);
+
+  family(out, "touchpulse_commits_total", "counter", "Successful input offset commits.");
+  tp_buf_printf(out, "touchpulse_commits_total %llu\n", (unsigned long long)atomic_load(&pl->commits));
+  family(out, "touchpulse_commit_failures_total", "counter", "Failed input offset commits.");
+  tp_buf_printf(out, "touchpulse_commit_failures_total %llu\n",
+                (unsigned long long)atomic_load(&pl->commit_failures));
+  family(out, "touchpulse_rebalances_total", "counter", "Consumer group rebalance events.");
+  tp_buf_printf(out, "touchpulse_rebalances_total{kind=\"assign\"} %llu\n",
+                (unsigned long long)atomic_load(&pl->rebalances_assign));
+  tp_buf_printf(out, "touchpulse_rebalances_total{kind=\"revoke\"} %llu\n",
+                (unsigned long long)atomic_load(&pl->rebalances_revoke));
+  family(out, "touchpulse_consumer_errors_total", "counter", "Errors reported by the consumer.");
+  tp_buf_printf(out, "touchpulse_consumer_errors_total %llu\n",
+                (unsigned long long)atomic_load(&pl->consumer_errors));
+  family(out, "touchpulse_ready", "gauge", "1 once partitions are assigned and state is live.");
+  tp_buf_printf(out, "touchpulse_ready %d\n", tp_pipeline_ready(pl) ? 1 : 0);
+}

@@ -1,0 +1,104 @@
+/*
+ * pipeline_int.h -- the pipeline's structures, shared by consume.c (threads,
+ * Kafka) and metrics.c (the Prometheus exposition). Not a public header.
+ */
+#ifndef TOUCHPULSE_PIPELINE_INT_H
+#define TOUCHPULSE_PIPELINE_INT_H
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "touchpulse/alert.h"
+#include "touchpulse/pipeline.h"
+#include "touchpulse/publish.h"
+
+/*
+ * One assigned input partition. Created and destroyed by the coordinator
+ * while the workers are paused; between those moments only its worker writes
+ * next_offset (read by the coordinator at checkpoints, again with the workers
+ * paused, so the barrier's mutex orders both). The atomics are read by other
+ * workers (idle detection) and by /metrics.
+ */
+typedef struct pctx_s {
+  struct tp_pipeline_s *pl;
+  tp_source_t src;
+  int32_t partition;
+  int worker;
+  tp_part_t *part;
+  rd_kafka_queue_t *pq;       /* the partition's queue, forwarded to the worker */
+  int64_t next_offset;        /* offset after the last record fully processed; -1 none */
+  int64_t committed;          /* last committed by us; -1 none */
+  _Atomic int64_t last_record_ms; /* wall clock of its last record */
+  _Atomic bool at_eof;        /* consumed up to the high watermark */
+  _Atomic bool idle;          /* following the other partitions' watermark */
+  _Atomic int64_t high_offset; /* high watermark from the last EOF or stats */
+} pctx_t;
+
+/* Per-worker counters: single writer, read by /metrics. One cache line
+ * apart so workers never share a line. */
+typedef struct {
+  _Atomic uint64_t consumed[TP_SRC_COUNT];
+  _Atomic uint64_t applied[TP_SRC_COUNT];
+  _Atomic uint64_t late[TP_SRC_COUNT];
+  _Atomic uint64_t duplicates[TP_SRC_COUNT];
+  _Atomic uint64_t overflow[TP_SRC_COUNT];
+  _Atomic uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
+  _Atomic uint64_t batches;
+} __attribute__((aligned(TP_CACHELINE))) wstats_t;
+
+typedef struct worker_s {
+  tp_pipeline_t *pl;
+  int id;
+  pthread_t thread;
+  rd_kafka_queue_t *q;
+  tp_alert_codec_t *codec;
+  tp_buf_t abuf;
+  pctx_t **ctxs; /* partitions owned; changed only while paused */
+  size_t n_ctx, cap_ctx;
+  bool halted;   /* a produce was refused while stopping: stop applying */
+  int64_t now;   /* wall clock sampled once per batch */
+  int64_t last_idle_check;
+  wstats_t stats;
+} worker_t;
+
+struct tp_pipeline_s {
+  const tp_config_t *cfg;
+  int64_t (*now_ms)(void);
+  tp_state_t *st;
+  tp_publisher_t *pub;
+  rd_kafka_t *rk;
+
+  worker_t *workers;
+  int n_workers;
+  pthread_t coordinator;
+  bool started;
+
+  _Atomic bool stop_req;
+  _Atomic bool workers_quit;
+  _Atomic bool failed;
+  _Atomic bool ready;
+  _Atomic bool coordinator_done;
+
+  /* The barrier: the coordinator raises pause_req and waits until every
+   * live worker has parked between two batches. */
+  pthread_mutex_t bar_lock;
+  pthread_cond_t bar_workers, bar_coord;
+  _Atomic int pause_req;
+  int paused;       /* guarded by bar_lock */
+  int live_workers; /* guarded by bar_lock */
+
+  pctx_t **ctxs; /* every assigned partition; changed only while paused */
+  size_t n_ctx, cap_ctx;
+  _Atomic int n_assigned;
+
+  _Atomic uint64_t *alerts_by_rule; /* [n_rules][2]: FIRING, RESOLVED */
+  _Atomic uint64_t commits, commit_failures, checkpoints_skipped;
+  _Atomic uint64_t rebalances_assign, rebalances_revoke;
+  _Atomic uint64_t consumer_errors;
+};
+
+/** The Prometheus exposition (metrics.c). */
+void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out);
+
+#endif

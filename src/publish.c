@@ -1,0 +1,213 @@
+/*
+ * publish.c -- the idempotent producer for alerts and dead letters. See
+ * publish.h for the delivery and backpressure contract.
+ */
+#include "touchpulse/publish.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "touchpulse/log.h"
+
+struct tp_publisher_s {
+  rd_kafka_t *rk;
+  const tp_config_t *cfg;
+  _Atomic bool stopped;
+  _Atomic bool failed;
+  _Atomic uint64_t failed_since_flush;
+  tp_publisher_stats_t stats;
+};
+
+/* Message opaques tell the delivery report which counters to bump. */
+#define KIND_ALERT ((void *)1)
+#define KIND_DEADLETTER ((void *)2)
+
+/*
+ * Properties that only one client type understands. librdkafka warns about
+ * the other type's properties, so each client gets only its own and the
+ * shared ones (bootstrap.servers, security.*, sasl.*, ssl.*, client.id...).
+ */
+static const char *const consumer_only[] = {
+    "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms",
+    "heartbeat.interval.ms", "group.protocol.type", "coordinator.query.interval.ms",
+    "max.poll.interval.ms", "enable.auto.commit", "auto.commit.interval.ms",
+    "enable.auto.offset.store", "queued.min.messages", "queued.max.messages.kbytes",
+    "fetch.wait.max.ms", "fetch.message.max.bytes", "max.partition.fetch.bytes",
+    "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms", "isolation.level",
+    "enable.partition.eof", "check.crcs", "auto.offset.reset", "consume.callback.max.messages",
+    "offset.store.method", NULL};
+static const char *const producer_only[] = {
+    "transactional.id", "transaction.timeout.ms", "enable.idempotence",
+    "enable.gapless.guarantee", "queue.buffering.max.messages", "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms", "linger.ms", "message.send.max.retries", "retries",
+    "retry.backoff.ms", "queue.buffering.backpressure.threshold", "compression.codec",
+    "compression.type", "batch.num.messages", "batch.size", "delivery.report.only.error",
+    "request.required.acks", "acks", "request.timeout.ms", "message.timeout.ms",
+    "delivery.timeout.ms", "partitioner", "compression.level", "sticky.partitioning.linger.ms",
+    NULL};
+
+static bool listed(const char *const *list, const char *key) {
+  for (size_t i = 0; list[i]; i++)
+    if (strcmp(list[i], key) == 0)
+      return true;
+  return false;
+}
+
+tp_err_t tp__kafka_conf_apply(rd_kafka_conf_t *conf, const tp_config_t *cfg, bool producer,
+                              char *errstr, size_t errstr_size) {
+  for (size_t i = 0; i < cfg->n_kafka; i++) {
+    const tp_kv_t *kv = &cfg->kafka[i];
+    if (listed(producer ? consumer_only : producer_only, kv->key))
+      continue;
+    char err[256];
+    if (rd_kafka_conf_set(conf, kv->key, kv->value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      snprintf(errstr, errstr_size, "kafka.%s: %s", kv->key, err);
+      return TP_ECONFIG;
+    }
+  }
+  return TP_OK;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+  (void)rk;
+  tp_publisher_t *pub = opaque;
+  bool alert = msg->_private == KIND_ALERT;
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    atomic_fetch_add(alert ? &pub->stats.alerts_delivered : &pub->stats.deadletters_delivered, 1);
+    return;
+  }
+  atomic_fetch_add(alert ? &pub->stats.alerts_failed : &pub->stats.deadletters_failed, 1);
+  atomic_fetch_add(&pub->failed_since_flush, 1);
+  atomic_store(&pub->failed, true);
+  tp_log_error("delivery of %s to %s failed: %s", alert ? "an alert" : "a dead letter",
+               rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  tp_log(level <= 3 ? TP_LOG_ERROR : level <= 4 ? TP_LOG_WARN : level <= 6 ? TP_LOG_INFO
+                                                                            : TP_LOG_DEBUG,
+         "librdkafka producer %s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  tp_publisher_t *pub = opaque;
+  if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    atomic_store(&pub->failed, true);
+    tp_log_error("producer fatal error: %s", reason);
+    return;
+  }
+  tp_log_warn("producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
+  tp_publisher_t *pub = tp_calloc(1, sizeof(*pub));
+  if (pub == NULL) {
+    snprintf(errstr, errstr_size, "producer: out of memory");
+    return NULL;
+  }
+  pub->cfg = cfg;
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char err[256];
+  /* Low latency for alerts by default; the kafka section may override. */
+  rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+  rd_kafka_conf_set(conf, "client.id", "touchpulse", err, sizeof(err));
+  if (tp__kafka_conf_apply(conf, cfg, true, errstr, errstr_size) != TP_OK)
+    goto err;
+  if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) !=
+      RD_KAFKA_CONF_OK) {
+    snprintf(errstr, errstr_size, "producer: %s", err);
+    goto err;
+  }
+  rd_kafka_conf_set_opaque(conf, pub);
+  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  rd_kafka_conf_set_log_cb(conf, log_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
+  pub->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (pub->rk == NULL) {
+    snprintf(errstr, errstr_size, "producer: %s", err);
+    goto err;
+  }
+  return pub;
+err:
+  if (conf)
+    rd_kafka_conf_destroy(conf);
+  tp_free(pub);
+  return NULL;
+}
+
+void tp_publisher_destroy(tp_publisher_t *pub) {
+  if (pub == NULL)
+    return;
+  if (pub->rk)
+    rd_kafka_destroy(pub->rk);
+  tp_free(pub);
+}
+
+static void nap_ms(int ms) {
+  struct timespec ts = {0, (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Retry while librdkafka's queue is full; the coordinator drains it. */
+#define PRODUCE_LOOP(pub, call)                                                                    \
+  for (;;) {                                                                                       \
+    rd_kafka_resp_err_t err_ = (call);                                                             \
+    if (err_ == RD_KAFKA_RESP_ERR_NO_ERROR)                                                        \
+      break;                                                                                       \
+    if (err_ != RD_KAFKA_RESP_ERR__QUEUE_FULL) {                                                   \
+      tp_log_error("produce: %s", rd_kafka_err2str(err_));                                        \
+      atomic_store(&(pub)->failed, true);                                                          \
+      return TP_ECLOSED;                                                                           \
+    }                                                                                              \
+    if (atomic_load(&(pub)->stopped))                                                              \
+      return TP_ECLOSED;                                                                           \
+    atomic_fetch_add(&(pub)->stats.queue_full_waits, 1);                                           \
+    nap_ms(5);                                                                                     \
+  }
+
+tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
+                            const void *value, size_t value_len) {
+  const char *topic = pub->cfg->topics[TP_TOPIC_ALERTS];
+  PRODUCE_LOOP(pub, rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(topic),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_KEY(key, key_len),
+                                      RD_KAFKA_V_VALUE((void *)value, value_len),
+                                      RD_KAFKA_V_OPAQUE(KIND_ALERT), RD_KAFKA_V_END));
+  atomic_fetch_add(&pub->stats.alerts_produced, 1);
+  return TP_OK;
+}
+
+tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *orig,
+                                 const char *source_topic, const char *error) {
+  const char *topic = pub->cfg->topics[TP_TOPIC_DEADLETTER];
+  char partition[16], offset[24];
+  snprintf(partition, sizeof(partition), "%d", (int)orig->partition);
+  snprintf(offset, sizeof(offset), "%lld", (long long)orig->offset);
+  PRODUCE_LOOP(pub, rd_kafka_producev(
+                        pub->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_KEY(orig->key, orig->key_len),
+                        RD_KAFKA_V_VALUE(orig->payload, orig->len),
+                        RD_KAFKA_V_HEADER("error", error, -1),
+                        RD_KAFKA_V_HEADER("source.topic", source_topic, -1),
+                        RD_KAFKA_V_HEADER("source.partition", partition, -1),
+                        RD_KAFKA_V_HEADER("source.offset", offset, -1),
+                        RD_KAFKA_V_OPAQUE(KIND_DEADLETTER), RD_KAFKA_V_END));
+  atomic_fetch_add(&pub->stats.deadletters_produced, 1);
+  return TP_OK;
+}
+
+void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms) { rd_kafka_poll(pub->rk, timeout_ms); }
+
+tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms) {
+  rd_kafka_resp_err_t err = rd_kafka_flush(pub->rk, timeout_ms);
+  if (atomic_exchange(&pub->failed_since_flush, 0) > 0 || atomic_load(&pub->failed))
+    return TP_EKAFKA;
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR ? TP_OK : TP_EAGAIN;
+}
+
+void tp_publisher_stop(tp_publisher_t *pub) { atomic_store(&pub->stopped, true); }
+bool tp_publisher_failed(const tp_publisher_t *pub) { return atomic_load(&pub->failed); }
+const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub) { return &pub->stats; }
+rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub) { return pub->rk; }
