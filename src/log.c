@@ -35,7 +35,7 @@ static const char *level_name(tp_log_level_t level) {
 void tp_log(tp_log_level_t level, const char *fmt, ...) {
   if (!tp_log_enabled(level))
     return;
-  char msg[2048], ts[40], line[4608];
+  char msg[2048], ts[96], line[4608];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);

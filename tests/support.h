@@ -27,11 +27,11 @@ static inline tp_config_t *cfg_from_yaml(const char *yaml) {
 }
 
 /* Event ids need storage that outlives the event: a ring of buffers. */
-static inline const char *test_id(const char *fmt, long n) {
+static inline const char *test_id(const char *prefix, long n) {
   static char ids[256][48];
   static unsigned next;
   char *s = ids[next++ % 256];
-  snprintf(s, sizeof(ids[0]), fmt, n);
+  snprintf(s, sizeof(ids[0]), "%s%ld", prefix, n);
   return s;
 }
 

@@ -69,7 +69,7 @@ Test(metrics, csat_mean_pct_and_dsat_pct) {
   fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
   int scores[] = {1, 2, 3, 4, 5, 5};
   for (int i = 0; i < 6; i++)
-    apply(f, ev_csat(test_id("c%ld", i), T0 + i * 1000, "tp", scores[i]));
+    apply(f, ev_csat(test_id("c", i), T0 + i * 1000, "tp", scores[i]));
   tp_part_advance(f->part, T0 + 15 * MIN_MS);
   expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_MEAN, 20.0 / 6, 6);
   expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CSAT_PCT, 100.0 * 3 / 6, 6);
@@ -82,7 +82,7 @@ Test(metrics, nps_counts_promoters_minus_detractors) {
   fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
   int nps[] = {10, 10, 10, 9, 8, 7, 6, 0};
   for (int i = 0; i < 8; i++)
-    apply(f, ev_feedback(test_id("n%ld", i), T0 + i, "tp", TP_SCORE_NULL, nps[i], TP_SCORE_NULL,
+    apply(f, ev_feedback(test_id("n", i), T0 + i, "tp", TP_SCORE_NULL, nps[i], TP_SCORE_NULL,
                          TP_SCORE_NULL, TP_SCORE_NULL));
   tp_part_advance(f->part, T0 + 15 * MIN_MS);
   expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_NPS, 100.0 * (4 - 2) / 8, 8);
@@ -104,7 +104,7 @@ Test(metrics, ces_mean) {
   fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
   int ces[] = {1, 7, 4, 5};
   for (int i = 0; i < 4; i++)
-    apply(f, ev_feedback(test_id("e%ld", i), T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, ces[i],
+    apply(f, ev_feedback(test_id("e", i), T0, "tp", TP_SCORE_NULL, TP_SCORE_NULL, ces[i],
                          TP_SCORE_NULL, TP_SCORE_NULL));
   tp_part_advance(f->part, T0 + 15 * MIN_MS);
   expect_value(f, TP_SRC_FEEDBACK, "tp", TP_METRIC_CES_MEAN, 17.0 / 4, 4);
@@ -192,8 +192,8 @@ Test(metrics, resolution_time_and_first_contact_resolution) {
   sup(f, "c1", T0, "C", TP_SUPPORT_OPENED);
   sup(f, "a2", T0 + 1 * MIN_MS, "A", TP_SUPPORT_AGENT_REPLIED);
   sup(f, "b2", T0 + 1 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
-  sup(f, "b3", T0 + 2 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
   sup(f, "c2", T0 + 1 * MIN_MS, "C", TP_SUPPORT_AGENT_REPLIED);
+  sup(f, "b3", T0 + 2 * MIN_MS, "B", TP_SUPPORT_AGENT_REPLIED);
   sup(f, "c3", T0 + 3 * MIN_MS, "C", TP_SUPPORT_REOPENED);
   sup(f, "c4", T0 + 3 * MIN_MS, "C", TP_SUPPORT_CUSTOMER_REPLIED);
   sup(f, "a3", T0 + 5 * MIN_MS, "A", TP_SUPPORT_RESOLVED); /* one reply, never reopened */
@@ -245,7 +245,7 @@ Test(metrics, sla_breaches_count_deadlines_without_an_earlier_reply) {
 Test(metrics, orders_returns_and_return_pct) {
   fixture_t *f = fx_new(base_yaml, TP_SRC_COMMERCE, 0);
   for (int i = 0; i < 4; i++)
-    apply(f, ev_commerce(test_id("o%ld", i), T0, "shop", TP_COMMERCE_ORDER_PLACED));
+    apply(f, ev_commerce(test_id("o", i), T0, "shop", TP_COMMERCE_ORDER_PLACED));
   apply(f, ev_commerce("d", T0, "shop", TP_COMMERCE_DELIVERED));
   apply(f, ev_commerce("r", T0, "shop", TP_COMMERCE_RETURN_REQUESTED));
   apply(f, ev_commerce("r2", T0, "returns-only", TP_COMMERCE_RETURN_REQUESTED));
