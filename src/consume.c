@@ -113,12 +113,13 @@ static void on_alert(void *opaque, const tp_alert_t *a) {
                             memory_order_relaxed);
   char id[33];
   tp_alert_id(a, id);
-  tp_log_info("alert %s rule=%s touchpoint=%.*s metric=%s value=%g %s %g window_end=%lld "
+  bool firing = a->state == TP_ALERT_FIRING;
+  tp_log_info("alert %s rule=%s touchpoint=%.*s metric=%s value=%g %s=%g op=%s window_end=%lld "
               "samples=%lld id=%s",
-              a->state == TP_ALERT_FIRING ? "FIRING" : "RESOLVED", a->rule->name,
-              (int)a->touchpoint_len, a->touchpoint, tp_metric_name(a->rule->metric), a->value,
-              tp_op_str(a->rule->op), a->threshold, (long long)a->window_end,
-              (long long)a->samples, id);
+              firing ? "FIRING" : "RESOLVED", a->rule->name, (int)a->touchpoint_len,
+              a->touchpoint, tp_metric_name(a->rule->metric), a->value,
+              firing ? "threshold" : "clear", a->threshold, tp_op_str(a->rule->op),
+              (long long)a->window_end, (long long)a->samples, id);
 }
 
 /* ---- workers ----------------------------------------------------------------- */
