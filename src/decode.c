@@ -97,6 +97,51 @@ HOT unsigned touchpoint_chars_ok(const uint8_t *s, size_t len) {
   return ok;
 }
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/*
+ * Bit i is set when byte i of x is a touchpoint character. The alphabet is
+ * three ranges and one byte: '-' to ':' (0x2d-0x3a, which holds "-./0-9:"),
+ * letters (x | 0x20 folds A-Z onto a-z and nothing else onto a-z), and '_'.
+ * Signed compares are right here: bytes >= 0x80 are negative and fail all.
+ */
+static inline unsigned touchpoint_mask16(__m128i x) {
+  __m128i low = _mm_or_si128(x, _mm_set1_epi8(0x20));
+  __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(low, _mm_set1_epi8(0x60)),
+                                _mm_cmplt_epi8(low, _mm_set1_epi8(0x7b)));
+  __m128i punct = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(0x2c)),
+                                _mm_cmplt_epi8(x, _mm_set1_epi8(0x3b)));
+  __m128i under = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x5f));
+  return (unsigned)_mm_movemask_epi8(
+      _mm_or_si128(_mm_or_si128(alpha, punct), under));
+}
+#endif
+
+/*
+ * The touchpoint check inside a record: s[0..len) with 1 <= len <= 128, and
+ * the record readable up to end. Touchpoint lengths vary from record to
+ * record, so a byte loop ends in a mispredicted branch most of the time; for
+ * ids of up to 32 bytes that are followed by enough of the record, two
+ * 16-byte loads and a length mask decide without a data-dependent branch.
+ */
+HOT unsigned touchpoint_in_record_ok(const uint8_t *s, size_t len,
+                                     const uint8_t *end) {
+#ifdef __SSE2__
+  if (LIKELY(len <= 32 && end - s >= 32)) {
+    uint64_t m = touchpoint_mask16(_mm_loadu_si128((const __m128i *)s)) |
+                 (uint64_t)touchpoint_mask16(
+                     _mm_loadu_si128((const __m128i *)(s + 16)))
+                     << 16;
+    uint64_t want = (UINT64_C(1) << len) - 1;
+    return (m & want) == want;
+  }
+#else
+  (void)end;
+#endif
+  return touchpoint_chars_ok(s, len);
+}
+
 int tp_touchpoint_valid(const char *s, size_t len) {
   if (s == NULL || len == 0 || len > TP_TOUCHPOINT_MAX)
     return 0;
@@ -302,6 +347,11 @@ HOT tp_reject_t rd_varint(dec_t *d, int f, unsigned max, uint64_t *raw) {
   return varint_fail(d, f, p, max);
 }
 
+/*
+ * Return the reason when a reader fails. Outputs of readers are initialised
+ * by their callers anyway: the failure paths return before using them, but
+ * gcc cannot see through the noinline cold functions and warns.
+ */
 #define TRY(expr)                                                              \
   do {                                                                         \
     tp_reject_t rc_ = (expr);                                                  \
@@ -310,7 +360,7 @@ HOT tp_reject_t rd_varint(dec_t *d, int f, unsigned max, uint64_t *raw) {
   } while (0)
 
 HOT tp_reject_t rd_long(dec_t *d, int f, int64_t *out) {
-  uint64_t raw;
+  uint64_t raw = 0;
   TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
   *out = unzigzag(raw);
   return TP_REJECT_NONE;
@@ -332,7 +382,7 @@ COLD tp_reject_t string_fail(const dec_t *d, int f, const uint8_t *at,
 /* The string points into the record; nothing is copied. */
 HOT tp_reject_t rd_string(dec_t *d, int f, tp_str_t *s) {
   const uint8_t *at = d->p;
-  uint64_t raw;
+  uint64_t raw = 0;
   TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
   int64_t n = unzigzag(raw);
   /* A negative n compares as huge; tp_str_t holds 32 bits of length. */
@@ -355,7 +405,7 @@ COLD tp_reject_t union_fail(const dec_t *d, int f, const uint8_t *at,
 /* Every union here is ["null", T]: *present says whether T follows. */
 HOT tp_reject_t rd_union(dec_t *d, int f, bool *present) {
   const uint8_t *at = d->p;
-  uint64_t raw;
+  uint64_t raw = 0;
   TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
   if (UNLIKELY((raw | 2) != 2)) /* zigzag: index 0 is 0, index 1 is 2 */
     return union_fail(d, f, at, raw);
@@ -374,7 +424,7 @@ COLD tp_reject_t enum_fail(const dec_t *d, int f, const uint8_t *at,
 /* An enum index is an Avro int. */
 HOT tp_reject_t rd_enum(dec_t *d, int f, unsigned nsymbols, uint8_t *out) {
   const uint8_t *at = d->p;
-  uint64_t raw;
+  uint64_t raw = 0;
   TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
   /* Index k >= 0 is 2k in zigzag; odd means negative. */
   if (UNLIKELY(raw >= 2u * nsymbols || (raw & 1)))
@@ -406,16 +456,16 @@ COLD tp_reject_t range_fail(const dec_t *d, int f, const uint8_t *at,
                 NAME(f), v, OFFSET(d, at), lo, hi);
 }
 
-/* A ["null", "int"] score: TP_SCORE_NULL, or a value within [lo, hi]. */
-HOT tp_reject_t rd_score(dec_t *d, int f, int lo, int hi, int8_t *out) {
-  bool present;
+/* A ["null", "int"] score, any encoding Avro allows, or the reason. */
+HOT tp_reject_t rd_score_general(dec_t *d, int f, int lo, int hi, int8_t *out) {
+  bool present = false;
   TRY(rd_union(d, f, &present));
   if (!present) {
     *out = TP_SCORE_NULL;
     return TP_REJECT_NONE;
   }
   const uint8_t *at = d->p;
-  uint64_t raw;
+  uint64_t raw = 0;
   TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
   int64_t v = unzigzag(raw);
   if (UNLIKELY(v < lo || v > hi))
@@ -424,9 +474,37 @@ HOT tp_reject_t rd_score(dec_t *d, int f, int lo, int hi, int8_t *out) {
   return TP_REJECT_NONE;
 }
 
+/*
+ * A score: TP_SCORE_NULL, or a value within [lo, hi] (0-10 at most).
+ *
+ * Whether a survey answered a question is close to random from one record to
+ * the next, so a branch on the union index would be mispredicted often, and
+ * there are five scores per record. Minimally encoded valid scores are one
+ * byte (null) or two (index 1, then 0-20 zigzag), so with two bytes in hand
+ * the result and the advance are computed without branching on the data; any
+ * other shape, valid or not, goes through rd_score_general().
+ */
+HOT tp_reject_t rd_score(dec_t *d, int f, int lo, int hi, int8_t *out) {
+  const uint8_t *p = d->p;
+  if (LIKELY(LEFT(d, p) >= 2)) {
+    unsigned b0 = p[0], b1 = p[1]; /* b1 belongs to the next field if null */
+    unsigned present = b0 >> 1;
+    int v = (int)(b1 >> 1) ^ -(int)(b1 & 1);
+    unsigned bad = ((b0 | 2) != 2) |
+                   (present & ((b1 >> 7) | ((unsigned)(v - lo) >
+                                            (unsigned)(hi - lo))));
+    if (LIKELY(!bad)) {
+      *out = (int8_t)(v | -(int)(present ^ 1)); /* -1 == TP_SCORE_NULL */
+      d->p = p + 1 + present;
+      return TP_REJECT_NONE;
+    }
+  }
+  return rd_score_general(d, f, lo, hi, out);
+}
+
 /* A ["null", "string"]: ptr NULL when null. */
 HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s) {
-  bool present;
+  bool present = false;
   TRY(rd_union(d, f, &present));
   if (!present) {
     s->ptr = NULL;
@@ -494,7 +572,8 @@ HOT tp_reject_t decode_common(dec_t *d, tp_event_t *ev) {
   TRY(rd_string(d, F_TOUCHPOINT, &ev->touchpoint));
   tp_str_t tp = ev->touchpoint;
   if (UNLIKELY(tp.len - 1u >= TP_TOUCHPOINT_MAX ||
-               !touchpoint_chars_ok((const uint8_t *)tp.ptr, tp.len)))
+               !touchpoint_in_record_ok((const uint8_t *)tp.ptr, tp.len,
+                                        d->end)))
     return touchpoint_fail(d, tp);
 
   TRY(rd_enum(d, F_STAGE, TP_STAGE_COUNT, &ev->stage));
@@ -530,7 +609,7 @@ HOT tp_reject_t decode_commerce(dec_t *d, tp_event_t *ev) {
   TRY(rd_string(d, F_ORDER_ID, &ev->commerce.order_id));
   TRY(check_id(d, F_ORDER_ID, TP_REJECT_BAD_ID, ev->commerce.order_id));
   TRY(rd_enum(d, F_COMMERCE_KIND, TP_COMMERCE_KIND_COUNT, &ev->commerce.kind));
-  bool present;
+  bool present = false;
   TRY(rd_union(d, F_AMOUNT_MINOR, &present));
   ev->commerce.has_amount = present;
   ev->commerce.amount_minor = 0;

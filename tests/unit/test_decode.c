@@ -855,3 +855,46 @@ Test(decode, touchpoint_alphabet_is_exactly_spec_charset) {
   cr_expect_not(tp_touchpoint_valid("a b", 3));
   cr_expect_not(tp_touchpoint_valid("ab\0", 3));
 }
+
+/*
+ * tp_decode() checks short touchpoints 16 bytes at a time when enough of the
+ * record follows, and byte by byte otherwise: put every byte value at every
+ * position of touchpoints around the 16- and 32-byte edges, with and without
+ * a long comment after them, and compare with the alphabet.
+ */
+Test(decode, touchpoint_check_agrees_with_alphabet_at_every_position) {
+  static const size_t lens[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 128};
+  static char tp[TP_TOUCHPOINT_MAX], comment[64];
+  static uint8_t buf[512];
+  memset(comment, 'c', sizeof(comment));
+  unsigned long checked = 0;
+  for (size_t li = 0; li < TP_ARRAY_SIZE(lens); li++) {
+    size_t len = lens[li];
+    for (size_t pos = 0; pos < len; pos++) {
+      for (int c = 0; c < 256; c++) {
+        for (int tail = 0; tail < 2; tail++) {
+          memset(tp, 'a' + (int)(pos % 26), len);
+          tp[pos] = (char)c;
+          tp_event_t ev = {.source = TP_SRC_FEEDBACK,
+                           .event_id = {"e", 1},
+                           .occurred_at = 1,
+                           .touchpoint = {tp, (uint32_t)len}};
+          ev.feedback.csat = ev.feedback.nps = ev.feedback.ces = TP_SCORE_NULL;
+          ev.feedback.repurchase = ev.feedback.try_other = TP_SCORE_NULL;
+          ev.feedback.comment =
+              tail ? (tp_str_t){comment, sizeof(comment)} : (tp_str_t){NULL, 0};
+          size_t n = tp_encode_event(&ev, buf, sizeof(buf));
+          cr_assert_gt(n, 0);
+          tp_event_t got;
+          tp_reject_t r = decode_exact(TP_SRC_FEEDBACK, buf, n, &got, NULL, 0);
+          int want = tp_touchpoint_char_ok((unsigned char)c);
+          cr_assert_eq(r, want ? TP_REJECT_NONE : TP_REJECT_BAD_TOUCHPOINT,
+                       "byte 0x%02x at %zu of %zu (tail %d): %s", c, pos, len,
+                       tail, tp_reject_label(r));
+          checked++;
+        }
+      }
+    }
+  }
+  cr_assert_gt(checked, 100000);
+}
