@@ -11,10 +11,10 @@
  * ranges ends in a cold function that formats the detail message, so the
  * formatting code stays out of the hot loop.
  *
- * Because the layout is code, it could silently drift from the .avsc files in schemas/.
- * The field table below is the decoder's own statement of what it reads, in
- * order; tp_decode_check_schemas() parses the embedded .avsc files with Avro-C
- * and compares them with that table at start-up.
+ * Because the layout is code, it could silently drift from the .avsc files in
+ * schemas/. The field table below is the decoder's own statement of what it
+ * reads, in order; tp_decode_check_schemas() parses the embedded .avsc files
+ * with Avro-C and compares them with that table at start-up.
  */
 #include <assert.h>
 #include <avro.h>
@@ -41,7 +41,7 @@
 #define LONG_MAX_BYTES 10  /* ceil(64 / 7) */
 #define INT_MAX_BYTES 5    /* ceil(32 / 7) */
 
-/* ---- reasons ------------------------------------------------------------ */
+/* ---- reasons ------------------------------------------------------------- */
 
 static const char *const reject_labels[TP_REJECT_COUNT] = {
     [TP_REJECT_NONE] = "none",
@@ -66,7 +66,7 @@ const char *tp_reject_describe(tp_reject_t reason) {
                                             : "unknown rejection reason";
 }
 
-/* ---- touchpoint characters ---------------------------------------------- */
+/* ---- touchpoint characters ----------------------------------------------- */
 
 /* SPEC: a touchpoint id is 1-128 bytes of [A-Za-z0-9._:/-]. */
 #define TOUCHPOINT_CHAR(c)                                                     \
@@ -148,7 +148,7 @@ int tp_touchpoint_valid(const char *s, size_t len) {
   return (int)touchpoint_chars_ok((const uint8_t *)s, len);
 }
 
-/* ---- what the decoder reads --------------------------------------------- */
+/* ---- what the decoder reads ---------------------------------------------- */
 
 typedef enum {
   K_STRING,
@@ -216,8 +216,8 @@ static const field_t fields[F_COUNT] = {
                         ENUM_OF(support_kind_symbols, TP_SUPPORT_KIND_COUNT)},
     [F_COMPLAINT] = {"complaint", K_BOOLEAN},
     [F_ORDER_ID] = {"order_id", K_STRING},
-    [F_COMMERCE_KIND] = {"kind",
-                         ENUM_OF(commerce_kind_symbols, TP_COMMERCE_KIND_COUNT)},
+    [F_COMMERCE_KIND] = {"kind", ENUM_OF(commerce_kind_symbols,
+                                         TP_COMMERCE_KIND_COUNT)},
     [F_AMOUNT_MINOR] = {"amount_minor", K_OPT_LONG},
     [F_REASON] = {"reason", K_OPT_STRING},
 };
@@ -227,7 +227,8 @@ static const field_t fields[F_COUNT] = {
  * Wire order of each input schema. decode_feedback() and friends below read
  * exactly these fields in exactly this order; keep the two in step.
  */
-#define COMMON_LAYOUT F_EVENT_ID, F_OCCURRED_AT, F_TOUCHPOINT, F_STAGE, F_CHANNEL
+#define COMMON_LAYOUT                                                          \
+  F_EVENT_ID, F_OCCURRED_AT, F_TOUCHPOINT, F_STAGE, F_CHANNEL
 static const uint8_t feedback_layout[] = {
     COMMON_LAYOUT, F_CUSTOMER_ID, F_CSAT,      F_NPS,
     F_CES,         F_REPURCHASE,  F_TRY_OTHER, F_COMMENT};
@@ -245,7 +246,7 @@ static const struct {
     [TP_SRC_COMMERCE] = {commerce_layout, sizeof(commerce_layout)},
 };
 
-/* ---- the cursor and the failure path ------------------------------------ */
+/* ---- the cursor and the failure path ------------------------------------- */
 
 typedef struct {
   const uint8_t *p;    /* next unread byte; base <= p <= end */
@@ -260,8 +261,10 @@ typedef struct {
 #define NAME(f) (fields[f].name)
 
 /*
- * The only place that writes the detail. It takes the buffer by value rather
- * than the dec_t, so the cursor's address never escapes the hot path.
+ * The only place that writes the detail. It and the *_fail() functions below
+ * take the cursor by value (copied only when a record fails), never by
+ * address: a dec_t whose address reaches a non-inlined call would have to
+ * live in memory, and the hot path keeps it in registers.
  */
 COLD __attribute__((format(printf, 4, 5))) tp_reject_t
 reject(char *detail, size_t size, tp_reject_t why, const char *fmt, ...) {
@@ -283,8 +286,9 @@ reject(char *detail, size_t size, tp_reject_t why, const char *fmt, ...) {
  * A varint that did not end within its byte budget or the buffer. p is its
  * first byte; max is the budget (10 for long, 5 for int).
  */
-COLD tp_reject_t varint_fail(const dec_t *d, int f, const uint8_t *p,
+COLD tp_reject_t varint_fail(dec_t dv, int f, const uint8_t *p,
                              unsigned max) {
+  const dec_t *d = &dv;
   size_t left = LEFT(d, p);
   if (left == 0)
     return REJECT(d, TRUNCATED, "field '%s' needs 1 byte at offset %zu, 0 left",
@@ -304,14 +308,16 @@ COLD tp_reject_t varint_fail(const dec_t *d, int f, const uint8_t *p,
                 NAME(f), OFFSET(d, p), max);
 }
 
-COLD tp_reject_t varint_overflow(const dec_t *d, int f, const uint8_t *p,
+COLD tp_reject_t varint_overflow(dec_t dv, int f, const uint8_t *p,
                                  unsigned max) {
+  const dec_t *d = &dv;
   return REJECT(d, BAD_VARINT,
                 "field '%s' varint at offset %zu does not fit %s", NAME(f),
-                OFFSET(d, p), max == LONG_MAX_BYTES ? "64 bits" : "an int (32 bits)");
+                OFFSET(d, p),
+                max == LONG_MAX_BYTES ? "64 bits" : "an int (32 bits)");
 }
 
-/* ---- readers -------------------------------------------------------------- */
+/* ---- readers ------------------------------------------------------------- */
 
 static inline int64_t unzigzag(uint64_t v) {
   return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
@@ -338,13 +344,13 @@ HOT tp_reject_t rd_varint(dec_t *d, int f, unsigned max, uint64_t *raw) {
     v |= (b & 0x7f) << (7 * i);
     if (b < 0x80) {
       if (UNLIKELY(i == max - 1 && b > (max == LONG_MAX_BYTES ? 0x01 : 0x0f)))
-        return varint_overflow(d, f, p, max);
+        return varint_overflow(*d, f, p, max);
       *raw = v;
       d->p = p + i + 1;
       return TP_REJECT_NONE;
     }
   }
-  return varint_fail(d, f, p, max);
+  return varint_fail(*d, f, p, max);
 }
 
 /*
@@ -366,8 +372,9 @@ HOT tp_reject_t rd_long(dec_t *d, int f, int64_t *out) {
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t string_fail(const dec_t *d, int f, const uint8_t *at,
+COLD tp_reject_t string_fail(dec_t dv, int f, const uint8_t *at,
                              int64_t n) {
+  const dec_t *d = &dv;
   if (n < 0)
     return REJECT(d, BAD_LENGTH, "field '%s' has negative length %" PRId64
                   " at offset %zu", NAME(f), n, OFFSET(d, at));
@@ -387,15 +394,16 @@ HOT tp_reject_t rd_string(dec_t *d, int f, tp_str_t *s) {
   int64_t n = unzigzag(raw);
   /* A negative n compares as huge; tp_str_t holds 32 bits of length. */
   if (UNLIKELY((uint64_t)n > LEFT(d, d->p) || (uint64_t)n > UINT32_MAX))
-    return string_fail(d, f, at, n);
+    return string_fail(*d, f, at, n);
   s->ptr = (const char *)d->p;
   s->len = (uint32_t)n;
   d->p += n;
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t union_fail(const dec_t *d, int f, const uint8_t *at,
+COLD tp_reject_t union_fail(dec_t dv, int f, const uint8_t *at,
                             uint64_t raw) {
+  const dec_t *d = &dv;
   return REJECT(d, BAD_UNION,
                 "field '%s' has branch index %" PRId64
                 " at offset %zu, the schema has 0 (null) and 1",
@@ -408,13 +416,14 @@ HOT tp_reject_t rd_union(dec_t *d, int f, bool *present) {
   uint64_t raw = 0;
   TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
   if (UNLIKELY((raw | 2) != 2)) /* zigzag: index 0 is 0, index 1 is 2 */
-    return union_fail(d, f, at, raw);
+    return union_fail(*d, f, at, raw);
   *present = raw != 0;
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t enum_fail(const dec_t *d, int f, const uint8_t *at,
+COLD tp_reject_t enum_fail(dec_t dv, int f, const uint8_t *at,
                            uint64_t raw) {
+  const dec_t *d = &dv;
   return REJECT(d, BAD_ENUM,
                 "field '%s' has symbol index %" PRId64
                 " at offset %zu, the schema has %u symbols",
@@ -428,12 +437,13 @@ HOT tp_reject_t rd_enum(dec_t *d, int f, unsigned nsymbols, uint8_t *out) {
   TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
   /* Index k >= 0 is 2k in zigzag; odd means negative. */
   if (UNLIKELY(raw >= 2u * nsymbols || (raw & 1)))
-    return enum_fail(d, f, at, raw);
+    return enum_fail(*d, f, at, raw);
   *out = (uint8_t)(raw >> 1);
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t boolean_fail(const dec_t *d, int f) {
+COLD tp_reject_t boolean_fail(dec_t dv, int f) {
+  const dec_t *d = &dv;
   if (d->p == d->end)
     return REJECT(d, TRUNCATED, "field '%s' needs 1 byte at offset %zu, 0 left",
                   NAME(f), OFFSET(d, d->p));
@@ -443,14 +453,15 @@ COLD tp_reject_t boolean_fail(const dec_t *d, int f) {
 
 HOT tp_reject_t rd_boolean(dec_t *d, int f, bool *out) {
   if (UNLIKELY(d->p == d->end || d->p[0] > 1))
-    return boolean_fail(d, f);
+    return boolean_fail(*d, f);
   *out = d->p[0];
   d->p++;
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t range_fail(const dec_t *d, int f, const uint8_t *at,
+COLD tp_reject_t range_fail(dec_t dv, int f, const uint8_t *at,
                             int64_t v, int lo, int hi) {
+  const dec_t *d = &dv;
   return REJECT(d, OUT_OF_RANGE,
                 "field '%s' is %" PRId64 " at offset %zu, must be %d-%d",
                 NAME(f), v, OFFSET(d, at), lo, hi);
@@ -469,7 +480,7 @@ HOT tp_reject_t rd_score_general(dec_t *d, int f, int lo, int hi, int8_t *out) {
   TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
   int64_t v = unzigzag(raw);
   if (UNLIKELY(v < lo || v > hi))
-    return range_fail(d, f, at, v, lo, hi);
+    return range_fail(*d, f, at, v, lo, hi);
   *out = (int8_t)v;
   return TP_REJECT_NONE;
 }
@@ -514,9 +525,10 @@ HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s) {
   return rd_string(d, f, s);
 }
 
-/* ---- field rules ---------------------------------------------------------- */
+/* ---- field rules --------------------------------------------------------- */
 
-COLD tp_reject_t id_fail(const dec_t *d, int f, tp_reject_t why, tp_str_t s) {
+COLD tp_reject_t id_fail(dec_t dv, int f, tp_reject_t why, tp_str_t s) {
+  const dec_t *d = &dv;
   return reject(d->detail, d->detail_size, why,
                 "field '%s' is %" PRIu32
                 " bytes at offset %zu, must be 1-%d",
@@ -526,11 +538,12 @@ COLD tp_reject_t id_fail(const dec_t *d, int f, tp_reject_t why, tp_str_t s) {
 /* event_id, ticket_id and order_id: 1-128 bytes, any content. */
 HOT tp_reject_t check_id(const dec_t *d, int f, tp_reject_t why, tp_str_t s) {
   if (UNLIKELY(s.len - 1u >= TP_ID_MAX)) /* len 0 wraps around */
-    return id_fail(d, f, why, s);
+    return id_fail(*d, f, why, s);
   return TP_REJECT_NONE;
 }
 
-COLD tp_reject_t touchpoint_fail(const dec_t *d, tp_str_t s) {
+COLD tp_reject_t touchpoint_fail(dec_t dv, tp_str_t s) {
+  const dec_t *d = &dv;
   if (s.len == 0 || s.len > TP_TOUCHPOINT_MAX)
     return REJECT(d, BAD_TOUCHPOINT,
                   "field 'touchpoint' is %" PRIu32
@@ -545,20 +558,24 @@ COLD tp_reject_t touchpoint_fail(const dec_t *d, tp_str_t s) {
                 (uint8_t)s.ptr[i], OFFSET(d, s.ptr + i));
 }
 
-COLD tp_reject_t comment_fail(const dec_t *d, tp_str_t s) {
+COLD tp_reject_t comment_fail(dec_t dv, tp_str_t s) {
+  const dec_t *d = &dv;
   return REJECT(d, COMMENT_TOO_LONG,
-                "field 'comment' is %" PRIu32 " bytes at offset %zu, at most %d",
+                "field 'comment' is %" PRIu32
+                " bytes at offset %zu, at most %d",
                 s.len, OFFSET(d, s.ptr), TP_COMMENT_MAX);
 }
 
-COLD tp_reject_t occurred_at_fail(const dec_t *d, const uint8_t *at,
+COLD tp_reject_t occurred_at_fail(dec_t dv, const uint8_t *at,
                                   int64_t v) {
+  const dec_t *d = &dv;
   return REJECT(d, OUT_OF_RANGE,
-                "field 'occurred_at' is %" PRId64 " at offset %zu, must be >= 0",
+                "field 'occurred_at' is %" PRId64
+                " at offset %zu, must be >= 0",
                 v, OFFSET(d, at));
 }
 
-/* ---- records -------------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------- */
 
 HOT tp_reject_t decode_common(dec_t *d, tp_event_t *ev) {
   TRY(rd_string(d, F_EVENT_ID, &ev->event_id));
@@ -567,14 +584,14 @@ HOT tp_reject_t decode_common(dec_t *d, tp_event_t *ev) {
   const uint8_t *at = d->p;
   TRY(rd_long(d, F_OCCURRED_AT, &ev->occurred_at));
   if (UNLIKELY(ev->occurred_at < 0))
-    return occurred_at_fail(d, at, ev->occurred_at);
+    return occurred_at_fail(*d, at, ev->occurred_at);
 
   TRY(rd_string(d, F_TOUCHPOINT, &ev->touchpoint));
   tp_str_t tp = ev->touchpoint;
   if (UNLIKELY(tp.len - 1u >= TP_TOUCHPOINT_MAX ||
                !touchpoint_in_record_ok((const uint8_t *)tp.ptr, tp.len,
                                         d->end)))
-    return touchpoint_fail(d, tp);
+    return touchpoint_fail(*d, tp);
 
   TRY(rd_enum(d, F_STAGE, TP_STAGE_COUNT, &ev->stage));
   TRY(rd_enum(d, F_CHANNEL, TP_CHANNEL_COUNT, &ev->channel));
@@ -591,7 +608,7 @@ HOT tp_reject_t decode_feedback(dec_t *d, tp_event_t *ev) {
   TRY(rd_score(d, F_TRY_OTHER, 0, 10, &ev->feedback.try_other));
   TRY(rd_opt_string(d, F_COMMENT, &ev->feedback.comment));
   if (UNLIKELY(ev->feedback.comment.len > TP_COMMENT_MAX))
-    return comment_fail(d, ev->feedback.comment);
+    return comment_fail(*d, ev->feedback.comment);
   return TP_REJECT_NONE;
 }
 
@@ -666,7 +683,7 @@ tp_reject_t tp_decode(tp_source_t src, const void *buf, size_t len,
   return TP_REJECT_NONE;
 }
 
-/* ---- schemas -------------------------------------------------------------- */
+/* ---- schemas ------------------------------------------------------------- */
 
 const char *tp_schema_json(tp_source_t src) {
   switch (src) {
@@ -714,7 +731,7 @@ static const char *kind_words(kind_t k) {
   return "?";
 }
 
-/* A reference to an enum defined in an earlier field is as good as its target. */
+/* A reference to an enum defined by an earlier field stands for that enum. */
 static avro_schema_t follow_links(avro_schema_t s) {
   while (s != NULL && is_avro_link(s))
     s = avro_schema_link_target(s);
@@ -843,7 +860,8 @@ tp_err_t tp__decode_check_schema(tp_source_t src, const char *json, size_t len,
                nwant, avro_schema_record_field_name(schema, (int)nwant), nwant);
       failed = 1;
     } else if (!failed && nhave < nwant) {
-      snprintf(err, sizeof(err), "field %zu '%s' is missing (the schema has %zu)",
+      snprintf(err, sizeof(err),
+               "field %zu '%s' is missing (the schema has %zu)",
                nhave, fields[want[nhave]].name, nhave);
       failed = 1;
     }
