@@ -597,6 +597,8 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof(err));
   rd_kafka_conf_set(conf, "client.id", "touchpulse-demo-generator", err, sizeof(err));
+  /* The generator's producer creates and owns the in-process cluster. */
+  rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err, sizeof(err));
   rd_kafka_conf_set_log_cb(conf, gen_log_cb);
   d.gen_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (d.gen_rk == NULL) {
@@ -604,7 +606,7 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
     rd_kafka_conf_destroy(conf);
     return 1;
   }
-  d.mock = rd_kafka_mock_cluster_new(d.gen_rk, 1);
+  d.mock = rd_kafka_handle_mock_cluster(d.gen_rk);
   if (d.mock == NULL) {
     tp_log_error("demo: cannot create the mock cluster");
     rd_kafka_destroy(d.gen_rk);
@@ -617,13 +619,9 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
   if (tp_config_kafka_set(cfg, "bootstrap.servers", bootstrap) != TP_OK ||
       (tp_config_kafka_get(cfg, "group.id") == NULL && tp_config_kafka_set(cfg, "group.id", "touchpulse-demo") != TP_OK)) {
     tp_log_error("demo: out of memory");
-    rd_kafka_mock_cluster_destroy(d.mock);
     rd_kafka_destroy(d.gen_rk);
     return 1;
   }
-  /* The generator's producer must know the bootstrap too (it owns the
-   * cluster but talks to it like any client). */
-  rd_kafka_brokers_add(d.gen_rk, bootstrap);
 
   fprintf(stderr, "touchpulse demo: mock cluster at %s, event time x%.0f, %zu touchpoints, "
                   "%zu rules; metrics on http://localhost:%s\n",
@@ -638,8 +636,7 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
   int rc = tp_service_run(cfg, &hooks);
   on_stop(&d);
   rd_kafka_flush(d.gen_rk, 1000);
-  rd_kafka_mock_cluster_destroy(d.mock);
-  rd_kafka_destroy(d.gen_rk);
+  rd_kafka_destroy(d.gen_rk); /* and the mock cluster it owns */
   pthread_mutex_destroy(&d.out_lock);
   if (rc == 0)
     printf("demo stopped: %llu events produced (%llu retried, %llu late, %llu corrupt), %llu FIRING "

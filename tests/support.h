@@ -35,7 +35,7 @@ static inline const char *test_id(const char *prefix, long n) {
   return s;
 }
 
-static inline tp_str_t S(const char *s) { return (tp_str_t){s, (uint32_t)strlen(s)}; }
+static inline tp_str_t S(const char *s) { return (tp_str_t){s, s ? (uint32_t)strlen(s) : 0}; }
 
 static inline tp_event_t ev_feedback(const char *id, int64_t t, const char *tp, int csat, int nps,
                                      int ces, int rep, int other) {

@@ -1,0 +1,353 @@
+/*
+ * test_pipeline.c -- end to end through librdkafka's mock cluster: a scripted
+ * scenario is produced to the input topics, the real pipeline (consumer
+ * group, workers, state, rules, producer) runs on it, and the alert topic,
+ * the dead-letter topic and the committed offsets are read back.
+ */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "support.h"
+#include "touchpulse/alert.h"
+#include "touchpulse/encode.h"
+#include "touchpulse/pipeline.h"
+
+#define PARTITIONS 2
+
+typedef struct {
+  rd_kafka_t *rk; /* producer that owns the mock cluster */
+  rd_kafka_mock_cluster_t *mock;
+  const char *bootstrap;
+  int64_t base;   /* minute 0 of the scenario */
+  long serial;
+} cluster_t;
+
+/* The clients of the test itself log nothing: the broker going away at the
+ * end of a test is expected. */
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk, (void)level, (void)fac, (void)buf;
+}
+
+static void cluster_init(cluster_t *c) {
+  char err[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+  rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err, sizeof(err));
+  rd_kafka_conf_set_log_cb(conf, quiet_log);
+  c->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  cr_assert_not_null(c->rk, "%s", err);
+  c->mock = rd_kafka_handle_mock_cluster(c->rk);
+  cr_assert_not_null(c->mock);
+  c->bootstrap = rd_kafka_mock_cluster_bootstraps(c->mock);
+  const char *topics[] = {"cx.feedback", "cx.support", "cx.commerce"};
+  for (int i = 0; i < 3; i++)
+    rd_kafka_mock_topic_create(c->mock, topics[i], PARTITIONS, 1);
+  rd_kafka_mock_topic_create(c->mock, "cx.alerts", 1, 1);
+  rd_kafka_mock_topic_create(c->mock, "cx.deadletter", 1, 1);
+  /* A day back, on an hour: inside max_future_skew, on step boundaries. */
+  c->base = tp_floor_to(tp_now_ms() - 86400000LL, 3600000);
+}
+
+static void cluster_destroy(cluster_t *c) {
+  rd_kafka_destroy(c->rk); /* destroys the mock cluster it owns */
+}
+
+static void produce_raw(cluster_t *c, const char *topic, int partition, const char *key,
+                        const void *val, size_t len) {
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      c->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+      RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_END);
+  cr_assert_eq(err, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(err));
+}
+
+/* Produce ev with a fresh id (or the given one, to make a duplicate). */
+static void produce_ev(cluster_t *c, int partition, tp_event_t *ev, const char *id) {
+  static const char *topics[] = {"cx.feedback", "cx.support", "cx.commerce"};
+  char idbuf[32], key[TP_TOUCHPOINT_MAX + 1];
+  if (id == NULL) {
+    snprintf(idbuf, sizeof(idbuf), "e-%ld", ++c->serial);
+    id = idbuf;
+  }
+  ev->event_id = S(id);
+  unsigned char buf[1024];
+  size_t len = tp_encode_event(ev, buf, sizeof(buf));
+  cr_assert_gt(len, 0);
+  snprintf(key, sizeof(key), "%.*s", (int)ev->touchpoint.len, ev->touchpoint.ptr);
+  produce_raw(c, topics[ev->source], partition, key, buf, len);
+}
+
+static int64_t at(cluster_t *c, int minute, int second) {
+  return c->base + minute * MIN_MS + second * 1000LL;
+}
+
+/* The scenario; the expected alerts are worked out in expected[] below. */
+static void produce_scenario(cluster_t *c) {
+  for (int m = 0; m < 20; m++) {
+    for (int s = 0; s < 40; s += 10) {
+      /* checkout.payment (feedback partition 0): csat 1 in minutes 5-9. */
+      tp_event_t ev = ev_csat(NULL, at(c, m, s), "checkout.payment", m >= 5 && m < 10 ? 1 : 5);
+      if (m == 9 && s == 0) { /* a producer retry: the same event twice */
+        produce_ev(c, 0, &ev, "e-retried");
+        produce_ev(c, 0, &ev, "e-retried");
+      } else {
+        produce_ev(c, 0, &ev, NULL);
+      }
+      /* web.home (feedback partition 1): csat 2 in minutes 10-14. */
+      ev = ev_csat(NULL, at(c, m, s), "web.home", m >= 10 && m < 15 ? 2 : 5);
+      produce_ev(c, 1, &ev, NULL);
+      /* app.checkout (commerce partition 0): 4 orders a minute... */
+      ev = ev_commerce(NULL, at(c, m, s), "app.checkout", TP_COMMERCE_ORDER_PLACED);
+      produce_ev(c, 0, &ev, NULL);
+    }
+    /* ...and 3 returns a minute in minutes 6-8. */
+    for (int s = 15; m >= 6 && m < 9 && s < 45; s += 10) {
+      tp_event_t ev = ev_commerce(NULL, at(c, m, s), "app.checkout", TP_COMMERCE_RETURN_REQUESTED);
+      produce_ev(c, 0, &ev, NULL);
+    }
+    /* support.chat (support partition 1): complaints at minutes 2, 3, 4. */
+    if (m >= 2 && m <= 4) {
+      char ticket[16];
+      snprintf(ticket, sizeof(ticket), "T-%d", m);
+      tp_event_t ev = ev_support(NULL, at(c, m, 0), "support.chat", ticket, TP_SUPPORT_OPENED, true);
+      produce_ev(c, 1, &ev, NULL);
+    }
+  }
+  /* A late straggler on web.home: counted, not applied. */
+  tp_event_t late = ev_csat(NULL, at(c, 3, 0), "web.home", 1);
+  produce_ev(c, 1, &late, NULL);
+  /* Malformed records go to the dead-letter topic with their reason. */
+  unsigned char buf[512];
+  tp_event_t bad = ev_csat(NULL, at(c, 19, 50), "checkout.payment", 5);
+  bad.event_id = S("bad-1");
+  size_t len = tp_encode_event(&bad, buf, sizeof(buf));
+  produce_raw(c, "cx.feedback", 0, "checkout.payment", buf, len - 3); /* truncated */
+  bad.feedback.csat = 9;
+  len = tp_encode_event(&bad, buf, sizeof(buf));
+  produce_raw(c, "cx.feedback", 0, "checkout.payment", buf, len); /* out of range */
+  bad = ev_csat("bad-3", at(c, 19, 50), "bad touchpoint!", 5);
+  len = tp_encode_event(&bad, buf, sizeof(buf));
+  produce_raw(c, "cx.feedback", 1, "x", buf, len); /* charset */
+  produce_raw(c, "cx.commerce", 1, "y", NULL, 0);  /* empty value */
+  /* Ticks at minute 25 move every partition's watermark past minute 24. */
+  for (int p = 0; p < PARTITIONS; p++) {
+    tp_event_t t1 = ev_csat(NULL, at(c, 25, 0), p ? "web.home" : "checkout.payment", 5);
+    tp_event_t t2 = ev_support(NULL, at(c, 25, 0), "support.chat", "T-tick", TP_SUPPORT_CUSTOMER_REPLIED, false);
+    tp_event_t t3 = ev_commerce(NULL, at(c, 25, 0), "app.checkout", TP_COMMERCE_DELIVERED);
+    produce_ev(c, p, &t1, NULL);
+    produce_ev(c, p, &t2, NULL);
+    produce_ev(c, p, &t3, NULL);
+  }
+  cr_assert_eq(rd_kafka_flush(c->rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static const char *rules_yaml =
+    "windows: {step: 1m, allowed_lateness: 30s, idle_timeout: 0s}\n"
+    "workers: 2\n"
+    "processing: {commit_interval: 200ms}\n"
+    "http: {listen: '127.0.0.1:0'}\n"
+    "log: {level: warn}\n"
+    "rules:\n"
+    "  - {name: csat-low, metric: csat_mean, window: 5m, op: '<', threshold: 3.0, clear: 3.5,\n"
+    "     min_samples: 10, for: 2, severity: critical, labels: {team: payments}}\n"
+    "  - {name: returns-spike, metric: return_pct, window: 5m, op: '>', threshold: 20,\n"
+    "     clear: 10, min_samples: 10}\n"
+    "  - {name: complaints-surge, metric: complaints, window: 5m, op: '>=', threshold: 3,\n"
+    "     clear: 1, severity: info}\n";
+
+typedef struct {
+  const char *rule, *touchpoint;
+  tp_alert_state_t state;
+  int minute;      /* window_end */
+  double value;
+  int64_t samples;
+} expect_t;
+
+/* Worked out from the scenario (5-minute windows ending at minute T):
+ *  checkout.payment: bad minutes k in [T-5,T): mean 5 - 0.8k; k=3 at T=8
+ *    (2.6, PENDING), k=4 at T=9 (1.8: FIRING, 20 samples; the retried event
+ *    is not counted twice); mean >= 3.5 needs k <= 1: T=14 (4.2, RESOLVED).
+ *  web.home: mean 5 - 0.6k; k=4 at T=14 (PENDING), k=5 at T=15 (2.0,
+ *    FIRING); k=2 at T=18 (3.8, RESOLVED). The late event changes nothing.
+ *  app.checkout: 20 orders per window, 3 returns per minute in 6-8: T=8 has
+ *    6 returns (30 % > 20: FIRING); T=14 has none (0 % <= 10: RESOLVED).
+ *  support.chat: complaints at 2, 3, 4: T=5 counts 3 (FIRING), T=10 counts
+ *    0 (RESOLVED, not >= clear 1). */
+static const expect_t expected[] = {
+    {"complaints-surge", "support.chat", TP_ALERT_FIRING, 5, 3, 3},
+    {"returns-spike", "app.checkout", TP_ALERT_FIRING, 8, 30, 20},
+    {"csat-low", "checkout.payment", TP_ALERT_FIRING, 9, 1.8, 20},
+    {"complaints-surge", "support.chat", TP_ALERT_RESOLVED, 10, 0, 0},
+    {"csat-low", "checkout.payment", TP_ALERT_RESOLVED, 14, 4.2, 20},
+    {"returns-spike", "app.checkout", TP_ALERT_RESOLVED, 14, 0, 20},
+    {"csat-low", "web.home", TP_ALERT_FIRING, 15, 2.0, 20},
+    {"csat-low", "web.home", TP_ALERT_RESOLVED, 18, 3.8, 20},
+};
+#define N_EXPECTED (sizeof(expected) / sizeof(expected[0]))
+
+static rd_kafka_t *reader(cluster_t *c, const char *topic) {
+  char err[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", c->bootstrap, err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", "test-reader", err, sizeof(err));
+  rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
+  rd_kafka_conf_set_log_cb(conf, quiet_log);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  cr_assert_not_null(rk, "%s", err);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  return rk;
+}
+
+static int cmp_rec(const void *a, const void *b) {
+  const tp_alert_record_t *x = a, *y = b;
+  if (x->window_end != y->window_end)
+    return x->window_end < y->window_end ? -1 : 1;
+  int r = strcmp(x->rule, y->rule);
+  return r ? r : strcmp(x->touchpoint, y->touchpoint);
+}
+
+Test(pipeline, scripted_scenario_gives_exactly_the_expected_alerts, .timeout = 240) {
+  cluster_t c;
+  cluster_init(&c);
+  produce_scenario(&c);
+
+  char yaml[2048];
+  snprintf(yaml, sizeof(yaml), "kafka: {bootstrap.servers: '%s', group.id: tp-e2e}\n%s",
+           c.bootstrap, rules_yaml);
+  tp_config_t *cfg = cfg_from_yaml(yaml);
+  char err[512];
+  tp_pipeline_opts_t opts = {.cfg = cfg};
+  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
+  cr_assert_not_null(pl, "%s", err);
+  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+
+  /* Read the alert topic until the expected number arrived, then a little
+   * longer: anything more is an error too. */
+  static tp_alert_record_t got[64];
+  size_t n = 0;
+  tp_alert_codec_t *codec = tp_alert_codec_new(err, sizeof(err));
+  rd_kafka_t *rd = reader(&c, "cx.alerts");
+  uint64_t deadline = tp_mono_ns() + 180ull * 1000000000ull, settle = 0;
+  while (tp_mono_ns() < deadline && (settle == 0 || tp_mono_ns() < settle)) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 100);
+    if (m && !m->err) {
+      cr_assert_lt(n, 64);
+      cr_assert_eq(tp_alert_decode(codec, m->payload, m->len, &got[n], err, sizeof(err)), TP_OK,
+                   "%s", err);
+      cr_expect_eq(m->key_len, strlen(got[n].touchpoint), "alerts are keyed by touchpoint");
+      cr_expect(memcmp(m->key, got[n].touchpoint, m->key_len) == 0);
+      n++;
+    }
+    if (m)
+      rd_kafka_message_destroy(m);
+    if (n >= N_EXPECTED && settle == 0)
+      settle = tp_mono_ns() + 2000000000ull;
+    cr_assert_not(tp_pipeline_failed(pl));
+  }
+  rd_kafka_consumer_close(rd);
+  rd_kafka_destroy(rd);
+
+  tp_pipeline_totals_t t;
+  cr_assert_eq(tp_pipeline_stop(pl), TP_OK);
+  tp_pipeline_totals(pl, &t);
+  cr_expect_eq(t.duplicates, 1, "duplicates %llu", (unsigned long long)t.duplicates);
+  cr_expect_eq(t.late, 1, "late %llu", (unsigned long long)t.late);
+  cr_expect_eq(t.rejected, 4, "rejected %llu", (unsigned long long)t.rejected);
+  cr_expect_eq(t.deadletters_delivered, 4);
+
+  cr_assert_eq(n, N_EXPECTED, "got %zu alerts, expected %zu", n, N_EXPECTED);
+  /* Per touchpoint the topic holds them in window order... */
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      if (strcmp(got[i].touchpoint, got[j].touchpoint) == 0 && strcmp(got[i].rule, got[j].rule) == 0)
+        cr_expect_lt(got[i].window_end, got[j].window_end);
+  /* ...and as a whole they are exactly the expected ones. */
+  qsort(got, n, sizeof(got[0]), cmp_rec);
+  for (size_t i = 0; i < n; i++) {
+    const expect_t *e = &expected[i];
+    cr_expect_str_eq(got[i].rule, e->rule, "alert %zu", i);
+    cr_expect_str_eq(got[i].touchpoint, e->touchpoint, "alert %zu", i);
+    cr_expect_eq(got[i].state, e->state, "alert %zu", i);
+    cr_expect_eq(got[i].window_end, at(&c, e->minute, 0), "alert %zu", i);
+    cr_expect_eq(got[i].window_start, at(&c, e->minute, 0) - 5 * MIN_MS, "alert %zu", i);
+    cr_expect(fabs(got[i].value - e->value) < 1e-9, "alert %zu value %g want %g", i,
+              got[i].value, e->value);
+    cr_expect_eq(got[i].samples, e->samples, "alert %zu samples %lld", i, (long long)got[i].samples);
+    cr_expect_eq(strlen(got[i].alert_id), 32);
+  }
+  cr_expect_str_eq(tp_alert_record_label(&got[2], "team"), "payments");
+  cr_expect_str_eq(tp_alert_record_label(&got[2], "stage"), "PURCHASE");
+  cr_expect_str_eq(tp_alert_record_label(&got[2], "channel"), "WEB");
+  cr_expect_eq(got[2].severity, TP_SEV_CRITICAL);
+  cr_expect_eq(got[2].threshold, 3.0);
+  cr_expect_eq(got[4].threshold, 3.5); /* RESOLVED carries the clear level */
+  cr_expect_str_eq(got[2].op, "<");
+
+  /* Dead letters: original bytes, reason and provenance in headers. */
+  rd = reader(&c, "cx.deadletter");
+  const char *reasons[4] = {0};
+  size_t nd = 0;
+  deadline = tp_mono_ns() + 20ull * 1000000000ull;
+  while (nd < 4 && tp_mono_ns() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 100);
+    if (m == NULL)
+      continue;
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t vl;
+    if (!m->err && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, "error", &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      static char copies[4][256];
+      snprintf(copies[nd], sizeof(copies[nd]), "%.*s", (int)vl, (const char *)v);
+      reasons[nd] = copies[nd];
+      nd++;
+      cr_expect_eq(rd_kafka_header_get_last(h, "source.topic", &v, &vl), 0);
+      cr_expect_eq(rd_kafka_header_get_last(h, "source.partition", &v, &vl), 0);
+      cr_expect_eq(rd_kafka_header_get_last(h, "source.offset", &v, &vl), 0);
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rd);
+  rd_kafka_destroy(rd);
+  cr_assert_eq(nd, 4);
+  const char *want[] = {"truncated:", "out_of_range:", "bad_touchpoint:", "empty"};
+  for (size_t w = 0; w < 4; w++) {
+    bool found = false;
+    for (size_t i = 0; i < nd; i++)
+      found = found || strncmp(reasons[i], want[w], strlen(want[w])) == 0;
+    cr_expect(found, "no dead letter with reason %s", want[w]);
+  }
+
+  /* Every input record was processed, so the committed offsets are the ends. */
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", c.bootstrap, err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", "tp-e2e", err, sizeof(err));
+  rd_kafka_conf_set_log_cb(conf, quiet_log);
+  rd_kafka_t *chk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(6);
+  const char *inputs[] = {"cx.feedback", "cx.support", "cx.commerce"};
+  for (int i = 0; i < 3; i++)
+    for (int p = 0; p < PARTITIONS; p++)
+      rd_kafka_topic_partition_list_add(l, inputs[i], p);
+  cr_assert_eq(rd_kafka_committed(chk, l, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int i = 0; i < l->cnt; i++) {
+    int64_t lo, hi;
+    cr_assert_eq(rd_kafka_query_watermark_offsets(chk, l->elems[i].topic, l->elems[i].partition,
+                                                  &lo, &hi, 10000),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    cr_expect_eq(l->elems[i].offset, hi, "%s[%d] committed %lld, end %lld", l->elems[i].topic,
+                 (int)l->elems[i].partition, (long long)l->elems[i].offset, (long long)hi);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy(chk);
+
+  tp_alert_codec_destroy(codec);
+  tp_pipeline_destroy(pl);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
