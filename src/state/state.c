@@ -346,24 +346,26 @@ typedef struct {
   int64_t samples[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
 } snapshot_t;
 
+/* Sequence-lock read (see publish() in part.c): every data load is an
+ * acquire load, so the final load of the sequence cannot move before them. */
 static void snapshot(const tp_kind_t *kind, tp_entry_t *e, snapshot_t *s) {
+  const memory_order acq = memory_order_acquire;
   size_t nv = kind->n_views * kind->n_metrics;
   size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
   for (;;) {
-    uint32_t seq = atomic_load_explicit(&e->view_seq, memory_order_acquire);
+    uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
     if (seq & 1)
       continue; /* the writer is publishing: a few stores, retry */
-    s->view_end = atomic_load_explicit(&e->view_end, memory_order_relaxed);
-    s->stage = atomic_load_explicit(&e->pub_stage, memory_order_relaxed);
-    s->channel = atomic_load_explicit(&e->pub_channel, memory_order_relaxed);
+    s->view_end = atomic_load_explicit(&e->view_end, acq);
+    s->stage = atomic_load_explicit(&e->pub_stage, acq);
+    s->channel = atomic_load_explicit(&e->pub_channel, acq);
     for (size_t r = 0; r < nr; r++)
-      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], memory_order_relaxed);
+      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
     for (size_t i = 0; i < nv; i++) {
-      uint64_t bits = atomic_load_explicit(&e->pub_value[i], memory_order_relaxed);
+      uint64_t bits = atomic_load_explicit(&e->pub_value[i], acq);
       memcpy(&s->value[i], &bits, sizeof(double));
-      s->samples[i] = atomic_load_explicit(&e->pub_samples[i], memory_order_relaxed);
+      s->samples[i] = atomic_load_explicit(&e->pub_samples[i], acq);
     }
-    atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&e->view_seq, memory_order_relaxed) == seq)
       return;
   }
