@@ -153,7 +153,7 @@ static bool agenda_pop(agenda_t *a, int64_t until, later_t *out) {
 /* ---- the demo --------------------------------------------------------------------- */
 
 typedef struct {
-  char line[320];
+  char line[640];
 } alert_line_t;
 
 typedef struct {
