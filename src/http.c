@@ -328,6 +328,12 @@ tp_http_parse_t tp_http_parse_request(const char *buf, size_t len,
 
 /* ---- server ------------------------------------------------------------ */
 
+/*
+ * Everything from here on runs on the loop thread (@thread loop), so the
+ * server and its connections need no locks; other threads reach the server
+ * only through the loop (uv_async_send), as STYLE.md section 6 says.
+ */
+
 #define DEFAULT_MAX_REQUEST_BYTES 8192
 #define DEFAULT_READ_TIMEOUT_MS 5000
 #define DEFAULT_MAX_CONNECTIONS 64
@@ -786,7 +792,6 @@ static void spare_closed_cb(uv_handle_t *handle) {
   server_unref(http); /* last: it may free http */
 }
 
-/* @thread loop */
 static void connection_cb(uv_stream_t *server, int status) {
   tp_http_t *http = server->data;
   /* Accept errors (EMFILE and the like) concern no open connection. */
@@ -1008,6 +1013,7 @@ tp_err_t tp_http_start(uv_loop_t *loop, const tp_http_opts_t *opts,
   return TP_OK;
 }
 
+/* @thread any: set before tp_http_start() returns and never changed. */
 int tp_http_port(const tp_http_t *http) { return http->port; }
 
 void tp_http_get_stats(const tp_http_t *http, tp_http_stats_t *out) {
