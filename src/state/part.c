@@ -13,12 +13,18 @@
  * and changes nothing: an event at t raises the watermark to at most t, so it
  * never belongs to a window [T - L, T) evaluated on its account.
  *
- * Entries whose windows are all empty and whose rule states stopped changing
- * are "dormant": they leave the active list and cost nothing per boundary
- * until an event (or an SLA breach) lands in them again. A partition with no
- * active entry skips straight to the next boundary that has work (a pending
- * SLA deadline), so a jump of the watermark over days costs no more than the
- * boundaries that can change something.
+ * Evaluation is event-driven but equivalent to evaluating every touchpoint
+ * at every boundary (SPEC: quiet touchpoints included): a touchpoint's
+ * metrics change only at boundaries where a bucket holding data enters or
+ * leaves one of its windows, and its rule states change only then or while a
+ * rule is PENDING (the count grows each boundary). So when a bucket first
+ * receives data, its entry is scheduled on the partition's timer wheel for
+ * the boundary the bucket enters at and for each boundary it leaves a window
+ * at; an entry with a PENDING rule is rescheduled for the next boundary. An
+ * evaluation that is skipped would have seen the same values and the same
+ * states and emitted nothing. Window sums are kept up to date on those same
+ * events, so an evaluation costs O(windows), not O(window length): a
+ * watermark jump over days costs no more than the boundaries with work.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,14 +47,15 @@ static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
-  size_t off_rules, off_phase, off_value, off_samples, off_ring, total;
+  size_t off_rules, off_sums, off_phase, off_value, off_samples, off_ring, total;
 } layout_t;
 
 static layout_t entry_layout(const tp_kind_t *kind, size_t key_len) {
   layout_t l;
   size_t nv = kind->n_views * kind->n_metrics;
   l.off_rules = align8(sizeof(tp_entry_t) + key_len);
-  l.off_phase = l.off_rules + kind->n_rules * sizeof(tp_rule_state_t);
+  l.off_sums = align8(l.off_rules + kind->n_rules * sizeof(tp_rule_state_t));
+  l.off_phase = l.off_sums + kind->n_views * sizeof(tp_agg_t);
   l.off_value = align8(l.off_phase + kind->n_rules);
   l.off_samples = l.off_value + nv * sizeof(uint64_t);
   l.off_ring = align8(l.off_samples + nv * sizeof(int64_t));
@@ -77,11 +84,11 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
   e->part = p;
   e->touchpoint = e->key + TP_KEY_PREFIX;
   e->tp_len = (uint16_t)ev->touchpoint.len;
-  e->data_end = TP_NONE_MS;
-  e->active_idx = UINT32_MAX;
+  e->last_eval = 0;
   e->sc_stage = ev->stage;
   e->sc_channel = ev->channel;
   e->rules = (tp_rule_state_t *)(block + l.off_rules);
+  e->sums = (tp_agg_t *)(block + l.off_sums);
   e->pub_phase = (_Atomic uint8_t *)(block + l.off_phase);
   e->pub_value = (_Atomic uint64_t *)(block + l.off_value);
   e->pub_samples = (_Atomic int64_t *)(block + l.off_samples);
@@ -108,33 +115,29 @@ static void entry_free_private(const tp_kind_t *kind, tp_entry_t *e) {
 
 static void entry_free_cb(tp_table_node_t *node) { tp_free(node); }
 
-static bool push_ptr(tp_entry_t ***arr, size_t *n, size_t *cap, tp_entry_t *e) {
-  if (*n == *cap) {
-    size_t c = *cap ? *cap * 2 : 64;
-    tp_entry_t **a = tp_realloc(*arr, c * sizeof(*a));
-    if (a == NULL)
-      return false;
-    *arr = a;
-    *cap = c;
+/* Put e on the wheel for boundary index b. */
+static void schedule(tp_part_t *p, tp_entry_t *e, uint64_t b) {
+  struct tp_wheel_slot_s *slot = &p->wheel[b % p->wheel_len];
+  if (slot->n == slot->cap) {
+    uint32_t cap = slot->cap ? slot->cap * 2 : 16;
+    tp_entry_t **v = tp_realloc(slot->v, cap * sizeof(*v));
+    if (v == NULL) {
+      /* Without memory the evaluation is lost; count it where ops look. */
+      bump(&p->stats.overflow);
+      return;
+    }
+    slot->v = v;
+    slot->cap = cap;
   }
-  (*arr)[(*n)++] = e;
-  return true;
-}
-
-static void activate(tp_part_t *p, tp_entry_t *e) {
-  if (e->active_idx != UINT32_MAX)
-    return;
-  size_t idx = p->n_active;
-  /* The array was reserved to hold every entry when the entry was created,
-   * so this cannot fail. */
-  push_ptr(&p->active, &p->n_active, &p->cap_active, e);
-  e->active_idx = (uint32_t)idx;
+  slot->v[slot->n++] = e;
+  p->wheel_count++;
 }
 
 /*
- * The bucket of step number s in e's ring, recycled first when it holds an
- * older step. It never holds a newer one: the ring spans the window of the
- * next evaluation plus the allowed lateness (state.c, ring_len).
+ * The bucket of e's ring for the step of t, recycled first when it holds an
+ * older step (it never holds a newer one: see ring_len in state.c). The
+ * first write to a step schedules e for the boundaries where that bucket
+ * enters its windows and leaves each of them.
  */
 static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
   const tp_kind_t *kind = p->kind;
@@ -154,11 +157,10 @@ static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
       memset(b, 0, kind->bucket_size);
     }
     b->step1 = (uint32_t)(s + 1);
+    schedule(p, e, s + 1);
+    for (size_t v = 0; v < kind->n_views; v++)
+      schedule(p, e, s + 1 + (uint64_t)(kind->view_ms[v] / step));
   }
-  int64_t end = ((int64_t)s + 1) * step;
-  if (end > e->data_end)
-    e->data_end = end;
-  activate(p, e);
   return b;
 }
 
@@ -340,27 +342,46 @@ static void emit(tp_part_t *p, tp_entry_t *e, const tp_rule_t *rule, tp_alert_st
   p->cb(p->opaque, &a);
 }
 
-/* Evaluate one entry at boundary T. @returns true when it may go dormant. */
-static bool eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T) {
+static const tp_bhdr_t *bucket_at(const tp_kind_t *kind, const tp_entry_t *e, uint64_t s) {
+  const tp_bhdr_t *b =
+      (const tp_bhdr_t *)((const char *)e->ring + (s % kind->ring_len) * kind->bucket_size);
+  return b->step1 == (uint32_t)(s + 1) ? b : NULL;
+}
+
+/* Evaluate one entry at boundary T (index bi = T / step). */
+static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   const tp_kind_t *kind = p->kind;
   int64_t step = p->st->cfg->step_ms;
+  if (e->last_eval == (uint32_t)bi)
+    return; /* scheduled twice for this boundary */
+  e->last_eval = (uint32_t)bi;
 
-  /* Labels: the newest event before T is in bucket [T - step, T) if any. */
-  uint64_t s = (uint64_t)(T / step) - 1;
-  const tp_bhdr_t *b = (const tp_bhdr_t *)((const char *)e->ring +
-                                           (s % kind->ring_len) * kind->bucket_size);
-  if (b->step1 == (uint32_t)(s + 1) && b->has_sc) {
-    e->sc_stage = b->stage;
-    e->sc_channel = b->channel;
+  /* Bucket bi - 1 enters every window now; bucket bi - 1 - L/step leaves
+   * the window of length L. Labels come from the newest event before T. */
+  const tp_bhdr_t *in = bucket_at(kind, e, bi - 1);
+  if (in != NULL && in->has_sc) {
+    e->sc_stage = in->stage;
+    e->sc_channel = in->channel;
+  }
+  for (size_t v = 0; v < kind->n_views; v++) {
+    if (in != NULL)
+      tp__agg_apply(kind->src, &e->sums[v], in, +1);
+    uint64_t len = (uint64_t)(kind->view_ms[v] / step);
+    const tp_bhdr_t *out = bi > len ? bucket_at(kind, e, bi - 1 - len) : NULL;
+    if (out != NULL)
+      tp__agg_apply(kind->src, &e->sums[v], out, -1);
   }
 
   tp_metric_value_t vals[TP_MAX_VIEWS][TP_MAX_SOURCE_METRICS];
   tp_metric_value_t all[TP_METRIC_COUNT];
   for (size_t v = 0; v < kind->n_views; v++) {
-    tp_agg_t agg;
-    tp__entry_aggregate(kind, step, e, T, kind->view_ms[v], &agg, p->merge_fr, p->merge_res);
-    tp__metrics_compute(kind->src, &agg, p->merge_fr, p->merge_res, all);
-    if (p->merge_fr) {
+    const tp_agg_t *sum = &e->sums[v];
+    bool hists = p->merge_fr != NULL && (sum->fr_n > 0 || sum->res_n > 0);
+    if (hists)
+      tp__entry_merge_hists(kind, step, e, T, kind->view_ms[v], p->merge_fr, p->merge_res);
+    tp__metrics_compute(kind->src, sum, hists ? p->merge_fr : NULL, hists ? p->merge_res : NULL,
+                        all);
+    if (hists) {
       tp_hist_merge_clear(p->merge_fr);
       tp_hist_merge_clear(p->merge_res);
     }
@@ -368,37 +389,55 @@ static bool eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T) {
       vals[v][m] = all[kind->metrics[m]];
   }
 
-  bool changed = false;
+  bool pending = false;
   for (size_t r = 0; r < kind->n_rules; r++) {
     if (!e->rules[r].matches)
       continue;
     const tp_rule_t *rule = kind->rules[r];
     const tp_metric_value_t *mv = &vals[kind->rule_view[r]][kind->rule_slot[r]];
-    bool ch = false;
-    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], mv, &ch);
-    changed = changed || ch;
+    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], mv, NULL);
     if (st == TP_RULE_FIRE)
       emit(p, e, rule, TP_ALERT_FIRING, mv, T);
     else if (st == TP_RULE_RESOLVE)
       emit(p, e, rule, TP_ALERT_RESOLVED, mv, T);
+    pending = pending || e->rules[r].phase == TP_RULE_PENDING;
   }
   publish(e, kind, T, vals);
-  return !changed && e->data_end <= T - kind->max_window_ms;
+  /* A PENDING count grows with every boundary, even on unchanged values. */
+  if (pending)
+    schedule(p, e, bi + 1);
 }
 
+/* Evaluate the entries scheduled for boundary T, in scheduling order. */
 static void evaluate(tp_part_t *p, int64_t T) {
-  size_t j = 0;
-  for (size_t i = 0; i < p->n_active; i++) {
-    tp_entry_t *e = p->active[i];
-    if (eval_entry(p, e, T)) {
-      e->active_idx = UINT32_MAX;
-    } else {
-      e->active_idx = (uint32_t)j;
-      p->active[j++] = e;
-    }
+  uint64_t bi = (uint64_t)(T / p->st->cfg->step_ms);
+  struct tp_wheel_slot_s *slot = &p->wheel[bi % p->wheel_len];
+  /* Entries rescheduled while evaluating go to slot bi + 1, never here.
+   * Entries lie anywhere in memory: fetch them, then the bucket entering
+   * their windows, a few entries ahead, so the misses overlap. */
+  const tp_kind_t *kind = p->kind;
+  size_t in_off = ((bi - 1) % kind->ring_len) * kind->bucket_size;
+  for (uint32_t i = 0; i < slot->n; i++) {
+    if (i + 8 < slot->n)
+      __builtin_prefetch(slot->v[i + 8]);
+    if (i + 4 < slot->n)
+      __builtin_prefetch((const char *)slot->v[i + 4]->ring + in_off);
+    eval_entry(p, slot->v[i], T, bi);
   }
-  p->n_active = j;
+  p->wheel_count -= slot->n;
+  slot->n = 0;
   bump(&p->stats.evaluations);
+}
+
+/* @returns the first boundary index >= from with a scheduled entry, or
+ * UINT64_MAX when the wheel is empty. */
+static uint64_t next_scheduled(const tp_part_t *p, uint64_t from) {
+  if (p->wheel_count == 0)
+    return UINT64_MAX;
+  for (uint64_t b = from; b < from + p->wheel_len; b++)
+    if (p->wheel[b % p->wheel_len].n > 0)
+      return b;
+  return UINT64_MAX;
 }
 
 /* Count first-reply SLA breaches whose deadline falls before T. */
@@ -417,7 +456,11 @@ static void process_deadlines(tp_part_t *p, int64_t T) {
   }
 }
 
-/* Evaluate every boundary T with p->wm < T <= wm, in order; then wm. */
+/*
+ * Evaluate every boundary T with p->wm < T <= wm, in order; then wm. Only
+ * boundaries with scheduled entries or SLA deadlines before them have work;
+ * the others are skipped (see the file comment).
+ */
 static void advance_to(tp_part_t *p, int64_t wm) {
   const tp_config_t *cfg = p->st->cfg;
   int64_t step = cfg->step_ms;
@@ -430,15 +473,14 @@ static void advance_to(tp_part_t *p, int64_t wm) {
     evaluate(p, T);
     if (support)
       tp__tickets_expire(&p->tickets, T - cfg->ticket_ttl_ms);
-    int64_t next = T + step;
-    if (p->n_active == 0) {
-      /* Nothing can change before the boundary after the next deadline. */
-      int64_t nd = support ? tp__tickets_next_deadline(&p->tickets) : INT64_MAX;
-      int64_t target = nd == INT64_MAX ? last + step : tp_floor_to(nd, step) + step;
-      if (target > next)
-        next = target > last + step ? last + step : target;
-    }
-    T = next;
+    /* Next boundary with work: a scheduled entry, or the first boundary
+     * after the next SLA deadline (which writes a breach before it). */
+    uint64_t nb = next_scheduled(p, (uint64_t)(T / step) + 1);
+    int64_t next = nb == UINT64_MAX ? INT64_MAX : (int64_t)nb * step;
+    int64_t nd = support ? tp__tickets_next_deadline(&p->tickets) : INT64_MAX;
+    if (nd != INT64_MAX && tp_floor_to(nd, step) + step < next)
+      next = tp_floor_to(nd, step) + step;
+    T = next > T + step ? next : T + step;
   }
   if (support && last >= 0)
     tp__tickets_expire(&p->tickets, last - cfg->ticket_ttl_ms);
@@ -466,6 +508,10 @@ tp_part_t *tp_part_new(tp_state_t *st, tp_source_t src, int32_t partition,
   p->wm = TP_NONE_MS;
   atomic_init(&p->stats.watermark, TP_NONE_MS);
   tp__dedup_init(&p->dedup, (size_t)st->cfg->dedup_depth);
+  p->wheel_len = p->kind->wheel_len;
+  p->wheel = tp_calloc(p->wheel_len, sizeof(*p->wheel));
+  if (p->wheel == NULL)
+    goto nomem;
   if (src == TP_SRC_SUPPORT) {
     if (tp__tickets_init(&p->tickets, (uint32_t)st->cfg->max_tickets) != TP_OK)
       goto nomem;
@@ -506,7 +552,9 @@ void tp_part_destroy(tp_part_t *p) {
   }
   tp_table_reclaim(tbl);
   tp_free(p->entries);
-  tp_free(p->active);
+  for (size_t i = 0; p->wheel && i < p->wheel_len; i++)
+    tp_free(p->wheel[i].v);
+  tp_free(p->wheel);
   tp__dedup_free(&p->dedup);
   tp__tickets_free(&p->tickets);
   tp_free(p->merge_fr);
@@ -524,7 +572,6 @@ static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
   if (node != NULL)
     return (tp_entry_t *)node;
 
-  /* Reserve room in both lists first, so activation never fails later. */
   if (p->n_entries == p->cap_entries) {
     size_t c = p->cap_entries ? p->cap_entries * 2 : 64;
     tp_entry_t **a = tp_realloc(p->entries, c * sizeof(*a));
@@ -532,11 +579,6 @@ static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
       goto nomem;
     p->entries = a;
     p->cap_entries = c;
-    tp_entry_t **b = tp_realloc(p->active, c * sizeof(*b));
-    if (b == NULL)
-      goto nomem;
-    p->active = b;
-    p->cap_active = c;
   }
   tp_entry_t *e = entry_new(p, ev, hash, key, key_len);
   if (e == NULL)
@@ -553,6 +595,10 @@ static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
     return NULL;
   }
   p->entries[p->n_entries++] = e;
+  /* From the next boundary on, the touchpoint is evaluated like any other,
+   * even before its own events enter a window (an empty window is a count
+   * of 0, which a rule may breach). */
+  schedule(p, e, (uint64_t)(tp_floor_div(p->wm, p->st->cfg->step_ms) + 1));
   atomic_store_explicit(&p->stats.touchpoints, (int64_t)p->n_entries, memory_order_relaxed);
   return e;
 nomem:

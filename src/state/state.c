@@ -90,14 +90,18 @@ static tp_err_t kind_init(tp_kind_t *kind, tp_source_t src, const tp_config_t *c
   }
 
   /*
-   * Ring length: the next evaluation reads steps from floor(W/step) + 1 -
-   * L/step, and applied events reach floor((W + lateness)/step), so
-   * L/step + ceil(lateness/step) slots hold everything still needed (W is
-   * the watermark; events raise it before they are stored, see part.c).
+   * Ring length. A bucket s must stay in its slot until its last leave
+   * boundary s + 1 + L/step has been evaluated (part.c subtracts it then).
+   * Events raise the watermark W before they are stored, so at that
+   * boundary stored events reach at most floor((W + lateness - 1)/step)
+   * <= s + L/step + ceil(lateness/step): one slot more than that span.
+   * The wheel looks as far ahead: a bucket can be up to ceil(lateness/step)
+   * steps past the watermark and leaves L/step + 1 steps after it.
    */
   int64_t step = cfg->step_ms;
-  kind->ring_len = (size_t)(kind->max_window_ms / step +
-                            (cfg->allowed_lateness_ms + step - 1) / step);
+  size_t late_steps = (size_t)((cfg->allowed_lateness_ms + step - 1) / step);
+  kind->ring_len = (size_t)(kind->max_window_ms / step) + late_steps + 1;
+  kind->wheel_len = (size_t)(kind->max_window_ms / step) + late_steps + 3;
   kind->bucket_size = bucket_size_of(src);
 
   kind->table = tp_table_new((size_t)cfg->max_touchpoints, errstr, errstr_size);
@@ -200,55 +204,56 @@ size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp, size_t 
 
 /* ---- windows and metrics ------------------------------------------------- */
 
-void tp__entry_aggregate(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
-                         int64_t end, int64_t len, tp_agg_t *agg, tp_hist_merge_t *fr,
-                         tp_hist_merge_t *res) {
-  memset(agg, 0, sizeof(*agg));
+void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *h, int sign) {
+  /* Unsigned wrap-around makes subtraction exact: each bucket is
+   * subtracted exactly once after it was added. */
+  uint64_t k = sign > 0 ? 1 : UINT64_MAX;
+  switch (src) {
+  case TP_SRC_FEEDBACK: {
+    const tp_fb_bucket_t *b = (const tp_fb_bucket_t *)h;
+    agg->responses += k * b->responses;
+    for (int i = 0; i < 5; i++)
+      agg->csat[i] += k * b->csat[i];
+    for (int i = 0; i < 3; i++)
+      agg->nps[i] += k * b->nps[i];
+    agg->ces_n += k * b->ces_n;
+    agg->ces_sum += k * b->ces_sum;
+    agg->cli_n += k * b->cli_n;
+    agg->cli_sum3 += k * b->cli_sum3;
+    break;
+  }
+  case TP_SRC_SUPPORT: {
+    const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)h;
+    agg->opened += k * b->opened;
+    agg->complaints += k * b->complaints;
+    agg->breaches += k * b->breaches;
+    agg->fr_n += k * b->fr_n;
+    agg->fr_sum += k * b->fr_sum;
+    agg->res_n += k * b->res_n;
+    agg->res_sum += k * b->res_sum;
+    agg->fcr_n += k * b->fcr_n;
+    break;
+  }
+  case TP_SRC_COMMERCE: {
+    const tp_com_bucket_t *b = (const tp_com_bucket_t *)h;
+    agg->orders += k * b->orders;
+    agg->returns += k * b->returns;
+    break;
+  }
+  }
+}
+
+void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e, int64_t end,
+                           int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res) {
   int64_t first = (end - len) / step, stop = end / step;
-  if (e->data_end <= end - len)
-    return; /* nothing in the window */
   for (int64_t s = first < 0 ? 0 : first; s < stop; s++) {
-    const tp_bhdr_t *h = (const tp_bhdr_t *)((const char *)e->ring +
-                                             ((uint64_t)s % kind->ring_len) * kind->bucket_size);
-    if (h->step1 != (uint32_t)(s + 1))
+    const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)((const char *)e->ring +
+                                                         ((uint64_t)s % kind->ring_len) *
+                                                             kind->bucket_size);
+    if (b->h.step1 != (uint32_t)(s + 1))
       continue;
-    switch (kind->src) {
-    case TP_SRC_FEEDBACK: {
-      const tp_fb_bucket_t *b = (const tp_fb_bucket_t *)h;
-      agg->responses += b->responses;
-      for (int i = 0; i < 5; i++)
-        agg->csat[i] += b->csat[i];
-      for (int i = 0; i < 3; i++)
-        agg->nps[i] += b->nps[i];
-      agg->ces_n += b->ces_n;
-      agg->ces_sum += b->ces_sum;
-      agg->cli_n += b->cli_n;
-      agg->cli_sum3 += b->cli_sum3;
-      break;
-    }
-    case TP_SRC_SUPPORT: {
-      const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)h;
-      agg->opened += b->opened;
-      agg->complaints += b->complaints;
-      agg->breaches += b->breaches;
-      agg->fr_n += b->fr_n;
-      agg->fr_sum += b->fr_sum;
-      agg->res_n += b->res_n;
-      agg->res_sum += b->res_sum;
-      agg->fcr_n += b->fcr_n;
-      if (fr != NULL) {
-        tp_hist_merge_add(fr, &b->fr);
-        tp_hist_merge_add(res, &b->res);
-      }
-      break;
-    }
-    case TP_SRC_COMMERCE: {
-      const tp_com_bucket_t *b = (const tp_com_bucket_t *)h;
-      agg->orders += b->orders;
-      agg->returns += b->returns;
-      break;
-    }
-    }
+    tp_hist_merge_add(fr, &b->fr);
+    tp_hist_merge_add(res, &b->res);
   }
 }
 
@@ -387,9 +392,15 @@ static void json_value(tp_buf_t *out, double v) {
 }
 
 static void view_entry_json(tp_state_t *st, const tp_kind_t *kind, tp_entry_t *e,
-                            int32_t partition, tp_buf_t *out) {
+                            const tp_part_t *part, tp_buf_t *out) {
+  int32_t partition = part->partition;
   snapshot_t s;
   snapshot(kind, e, &s);
+  /* An entry is only re-evaluated when its windows' contents change (see
+   * part.c), so its values hold up to the partition's last boundary. */
+  int64_t wm = atomic_load_explicit(&part->stats.watermark, memory_order_relaxed);
+  if (s.view_end > 0 && wm != TP_NONE_MS && tp_floor_to(wm, st->cfg->step_ms) > s.view_end)
+    s.view_end = tp_floor_to(wm, st->cfg->step_ms);
   char dur[32];
   tp_buf_printf(out, "{\"topic\":\"%s\",\"partition\":%d,\"stage\":\"%s\",\"channel\":\"%s\",",
                 st->cfg->topics[kind->src], (int)partition, tp_stage_name(s.stage),
@@ -438,8 +449,8 @@ bool tp_state_view_touchpoint(tp_state_t *st, const char *tp, size_t len, tp_buf
     const tp_kind_t *kind = &st->kinds[s];
     tp_table_read_begin(kind->table);
     for (size_t i = 0; i < st->n_parts[s]; i++) {
-      int32_t partition = st->parts[s][i]->partition;
-      size_t kl = tp__state_key((tp_source_t)s, partition, tp, len, key);
+      const tp_part_t *part = st->parts[s][i];
+      size_t kl = tp__state_key((tp_source_t)s, part->partition, tp, len, key);
       tp_table_node_t *node = tp_table_get(kind->table, tp_hash64(key, kl, 0), key, kl);
       if (node == NULL)
         continue;
@@ -451,7 +462,7 @@ bool tp_state_view_touchpoint(tp_state_t *st, const char *tp, size_t len, tp_buf
         tp_buf_putc(out, ',');
       }
       found = true;
-      view_entry_json(st, kind, (tp_entry_t *)node, partition, out);
+      view_entry_json(st, kind, (tp_entry_t *)node, part, out);
     }
     tp_table_read_end(kind->table);
   }

@@ -78,14 +78,21 @@ typedef struct {
   size_t n_metrics;
   size_t bucket_size;
   size_t ring_len;
+  size_t wheel_len;
 } tp_kind_t;
 
 /* ---- touchpoint entries ------------------------------------------------- */
 
 /*
  * One touchpoint of one partition of one input topic, allocated as a single
- * block: the struct, then the key, rule states, published phases, published
- * values and the bucket ring.
+ * block: the struct, then the key, rule states, window sums, published
+ * phases, published values and the bucket ring.
+ *
+ * sums[v] always equals the sum of the buckets inside view v's window as of
+ * the last boundary the entry was evaluated at: a bucket is added when it
+ * enters the windows and subtracted when it leaves one, both at boundaries
+ * the entry is scheduled for (part.c), and a bucket is frozen once it has
+ * entered (anything later for it would be late).
  *
  * Written only by the thread that owns the partition. Other threads read
  * only node (immutable after insert) and the published fields: view_seq,
@@ -97,11 +104,11 @@ typedef struct {
 typedef struct tp_entry_s {
   tp_table_node_t node;
   struct tp_part_s *part;
-  int64_t data_end;     /* end of the newest step bucket holding data */
-  uint32_t active_idx;  /* index in part->active, UINT32_MAX when dormant */
+  uint32_t last_eval;   /* boundary index (T / step) of the last evaluation */
   uint16_t tp_len;
   uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
   tp_rule_state_t *rules;       /* [kind->n_rules] */
+  tp_agg_t *sums;               /* [kind->n_views]: running sums of each window */
   void *ring;                   /* [kind->ring_len] buckets */
   const char *touchpoint;       /* points into key, not NUL-terminated */
 
@@ -199,8 +206,15 @@ struct tp_part_s {
   int64_t wm;           /* TP_NONE_MS before the first event */
   tp_entry_t **entries; /* every entry, in creation order */
   size_t n_entries, cap_entries;
-  tp_entry_t **active;  /* entries whose windows may still change */
-  size_t n_active, cap_active;
+  /* Timer wheel of boundaries: slot b % wheel_len lists the entries to
+   * evaluate at boundary index b (a bucket enters or leaves a window there,
+   * or a rule is PENDING). Scheduled boundaries never lie further ahead than
+   * the wheel spans (state.c, wheel_len). */
+  struct tp_wheel_slot_s {
+    tp_entry_t **v;
+    uint32_t n, cap;
+  } *wheel;
+  size_t wheel_len, wheel_count;
   tp_dedup_t dedup;
   tp_tickets_t tickets;     /* support only */
   tp_hist_merge_t *merge_fr, *merge_res; /* support only: quantile scratch */
@@ -222,10 +236,11 @@ void tp__state_unregister(tp_state_t *st, tp_part_t *p);
 size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
                      size_t tp_len, char *key);
 
-/** Window sums of entry e over [end - len, end). */
-void tp__entry_aggregate(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
-                         int64_t end, int64_t len, tp_agg_t *agg,
-                         tp_hist_merge_t *fr, tp_hist_merge_t *res);
+/** Add (sign > 0) or subtract a bucket's counts to window sums. */
+void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *bucket, int sign);
+/** Merge the histograms of e's support buckets in [end - len, end). */
+void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
+                           int64_t end, int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res);
 /** Metric values of a window from its sums (merges hold the window's histograms). */
 void tp__metrics_compute(tp_source_t src, const tp_agg_t *agg,
                          tp_hist_merge_t *fr, tp_hist_merge_t *res,
