@@ -272,7 +272,6 @@ static const key_desc_t keys[] = {
 };
 #undef FIELD
 #define N_KEYS TP_ARRAY_SIZE(keys)
-#define KEY_STEP 6 /* keys[KEY_STEP] is windows.step */
 
 /* Top-level keys, in the order of examples/touchpulse.yaml. */
 static const char *const sections[] = {"kafka",   "topics",  "workers", "windows",
@@ -1585,19 +1584,20 @@ static void check_topics(loader_t *ld) {
 
 static void check_windows(loader_t *ld) {
   const tp_config_t *cfg = ld->cfg;
+  const size_t step_key = key_find("windows", "step");
   char step[32], where[160], window[32];
 
-  if (ld->invalid[KEY_STEP])
+  if (ld->invalid[step_key])
     return;
   tp_duration_format(cfg->step_ms, step, sizeof(step));
-  if (!ld->origin[KEY_STEP].set) {
+  if (!ld->origin[step_key].set) {
     snprintf(where, sizeof(where), "the default");
-  } else if (ld->origin[KEY_STEP].from_env) {
+  } else if (ld->origin[step_key].from_env) {
     char env[96];
-    env_name_of(&keys[KEY_STEP], env, sizeof(env));
+    env_name_of(&keys[step_key], env, sizeof(env));
     snprintf(where, sizeof(where), "from env %s", env);
   } else {
-    snprintf(where, sizeof(where), "set at line %d", ld->origin[KEY_STEP].line);
+    snprintf(where, sizeof(where), "set at line %d", ld->origin[step_key].line);
   }
   for (size_t i = 0; i < cfg->n_rules; i++) {
     const tp_rule_t *rule = &cfg->rules[i];
