@@ -33,17 +33,11 @@
 
 typedef struct tp_table_s tp_table_t;
 
-/** Embedded in the caller's entry; hash/key/key_len are immutable once
- *  inserted. The retire_* fields are private to the table: a retired node
- *  waits for its readers on a list threaded through them, so retiring
- *  allocates nothing and cannot fail. */
+/** Embedded in the caller's entry; immutable once inserted. */
 typedef struct tp_table_node_s {
   uint64_t hash;   /* tp_hash64() of the key, set by the caller */
   const void *key; /* points into the caller's entry */
   uint32_t key_len;
-  uint64_t retire_epoch;              /* private */
-  struct tp_table_node_s *retire_next; /* private */
-  void (*retire_cb)(struct tp_table_node_s *node); /* private */
 } tp_table_node_t;
 
 /**
@@ -86,9 +80,7 @@ void tp_table_retire(tp_table_t *tbl, tp_table_node_t *node,
 /** Free what can be freed now; called by writers from time to time. */
 void tp_table_reclaim(tp_table_t *tbl);
 
-/** Enter and leave a read section. Sections do not nest. The first 64
- *  reader threads get a slot of their own; later ones share a counter that
- *  holds back all reclamation while any of them reads. @thread any */
+/** Enter and leave a read section. Sections do not nest. @thread any */
 void tp_table_read_begin(tp_table_t *tbl);
 void tp_table_read_end(tp_table_t *tbl);
 

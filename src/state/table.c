@@ -10,18 +10,20 @@
  * Why our own table and not liburcu's cds_lfht: bench/bench_table.c runs the
  * same workload against both (1 M touchpoint-like keys, uniform random
  * lookups, an atomic add into the found node, insert on miss; Release build,
- * a 2-core VM, best of 3 runs). Per update, wall clock: 285 ns here against
- * 374 ns for cds_lfht with one writer; 136 against 175 ns with two writers
- * (both scale 2.1x); 184 against 303 ns with a third thread scanning the
- * table, where a full scan takes 31 ms here and 404 ms in cds_lfht. Inserts:
- * 168 against 299 ns. That machine's memory latency dominates: the same
- * update with no table at all costs 177 ns, so the table itself adds 108 ns
- * here and 197 ns there. A hit here is one slot load (the hash tag rules out
- * other keys) and the node; cds_lfht walks a split-ordered list through its
- * bucket array, needs a read-side section around every lookup, and iterates
- * by chasing pointers where ours walks an array. The index costs the same,
- * 16.8 bytes per entry in both. Ours never resizes: the fixed cap makes
- * that unnecessary, and no writer ever stalls for a resize.
+ * a 2-core VM, best of 3 runs; ranges over two quiet runs). Per update, wall
+ * clock: 285-293 ns here against 374-382 ns for cds_lfht with one writer;
+ * 136-137 against 175-192 ns with two writers (both scale about 2x);
+ * 184-211 against 290-303 ns with a third thread scanning the table, where
+ * a full scan takes 23-31 ms here and 386-404 ms in cds_lfht. Inserts:
+ * 158-168 against 283-299 ns. That machine's memory latency dominates: the
+ * same update with no table at all costs 173-177 ns, so the table itself
+ * adds about 110-120 ns here and 200-210 ns there. A hit here is one slot
+ * load (the hash tag rules out other keys) and the node; cds_lfht walks a
+ * split-ordered list through its bucket array, needs a read-side section
+ * around every lookup, and iterates by chasing pointers where ours walks an
+ * array. The index costs the same, 16.8 bytes per entry in both. Ours never
+ * resizes: the fixed cap makes that unnecessary, and no writer ever stalls
+ * for a resize.
  *
  * Slots. A slot is one atomic 64-bit word: 0 (empty), SLOT_TOMB (removed),
  * or a node pointer. On x86-64 and aarch64 Linux user pointers fit in 48

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "touchpulse/common.h"
 #include "touchpulse/table.h"
@@ -480,6 +481,75 @@ Test(table, readers_beyond_the_64_reader_slots_still_hold_back_reclaim,
   check_readers_hold_back_reclaim(80);
 }
 
+Test(table, retire_without_memory_frees_at_once_when_no_reader_holds_it) {
+  tp_table_t *tbl = table_new(16);
+  entry_t a;
+  entry_set(&a, "checkout.payment", 0);
+  cr_assert_eq(tp_table_insert(tbl, &a.node, NULL), TP_OK);
+  cr_assert_eq(tp_table_remove(tbl, &a.node), TP_OK);
+  tp_alloc_fail_after(1); /* the retire record */
+  tp_table_retire(tbl, &a.node, free_entry_cb);
+  tp_alloc_fail_after(0);
+  cr_assert_eq(atomic_load(&freed_count), 1);
+  tp_table_destroy(tbl);
+  cr_assert_eq(atomic_load(&freed_count), 1);
+}
+
+struct oom_retire {
+  tp_table_t *tbl;
+  tp_table_node_t *node;
+  sem_t entered, leave, retiring;
+};
+
+static void *section_holder_main(void *arg) {
+  struct oom_retire *o = arg;
+  tp_table_read_begin(o->tbl);
+  sem_post(&o->entered);
+  sem_wait(&o->leave);
+  tp_table_read_end(o->tbl);
+  return NULL;
+}
+
+static void *oom_retirer_main(void *arg) {
+  struct oom_retire *o = arg;
+  sem_post(&o->retiring);
+  tp_table_retire(o->tbl, o->node, free_entry_cb);
+  return NULL;
+}
+
+Test(table, retire_without_memory_waits_for_the_reader_in_its_section,
+     .timeout = 10) {
+  struct oom_retire o = {.tbl = table_new(16)};
+  entry_t a;
+  pthread_t holder, retirer;
+  entry_set(&a, "checkout.payment", 0);
+  o.node = &a.node;
+  sem_init(&o.entered, 0, 0);
+  sem_init(&o.leave, 0, 0);
+  sem_init(&o.retiring, 0, 0);
+  cr_assert_eq(tp_table_insert(o.tbl, &a.node, NULL), TP_OK);
+  cr_assert_eq(pthread_create(&holder, NULL, section_holder_main, &o), 0);
+  sem_wait(&o.entered);
+  cr_assert_eq(tp_table_remove(o.tbl, &a.node), TP_OK);
+
+  tp_alloc_fail_after(1); /* the retire record */
+  cr_assert_eq(pthread_create(&retirer, NULL, oom_retirer_main, &o), 0);
+  sem_wait(&o.retiring);
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  cr_assert_eq(atomic_load(&freed_count), 0, "freed under a reader");
+  sem_post(&o.leave);
+  pthread_join(holder, NULL);
+  pthread_join(retirer, NULL);
+  tp_alloc_fail_after(0);
+  cr_assert_eq(atomic_load(&freed_count), 1);
+  cr_assert_eq(atomic_load(&a.magic), MAGIC_DEAD);
+  sem_destroy(&o.entered);
+  sem_destroy(&o.leave);
+  sem_destroy(&o.retiring);
+  tp_table_destroy(o.tbl);
+}
+
 /* ---- concurrency ------------------------------------------------------ */
 
 enum { WRITERS = 4, PER_WRITER = 100000, READERS = 2 };
@@ -946,7 +1016,12 @@ Test(table, cap_holds_under_concurrent_inserts, .timeout = 30) {
  * the keys up and walk the table inside read sections and read every node
  * they find. A node freed too early is a heap-use-after-free under ASan, a
  * race under TSan, and a dead magic number otherwise. */
-enum { HOT_KEYS = 32, CHURN_OWNERS = 2, CHURN_ROUNDS = 20000, CHURN_READERS = 2 };
+enum {
+  HOT_KEYS = 32,
+  CHURN_OWNERS = 2,
+  CHURN_ROUNDS = 20000,
+  CHURN_READERS = 2
+};
 
 struct churn {
   tp_table_t *tbl;
