@@ -351,3 +351,81 @@ Test(pipeline, scripted_scenario_gives_exactly_the_expected_alerts, .timeout = 2
   tp_config_destroy(cfg);
   cluster_destroy(&c);
 }
+
+/* ---- idle partitions ------------------------------------------------------ */
+
+/*
+ * Partition 1 of cx.feedback carries "idle.tp" for three minutes of event
+ * time and then nothing; partition 0 keeps receiving "busy.tp" while the test
+ * runs. With windows.idle_timeout, partition 1 follows partition 0's
+ * watermark once it has been idle that long, so idle.tp's window closes and
+ * its alert resolves; with idle_timeout 0 its watermark never moves again.
+ */
+static size_t run_idle(const char *idle_timeout, bool *resolved) {
+  cluster_t c;
+  cluster_init(&c);
+  for (int m = 0; m < 3; m++)
+    for (int s = 0; s < 60; s += 20) {
+      tp_event_t ev = ev_csat(NULL, at(&c, m, s), "idle.tp", 5);
+      produce_ev(&c, 1, &ev, NULL);
+    }
+  char yaml[1024], err[512];
+  snprintf(yaml, sizeof(yaml),
+           "kafka: {bootstrap.servers: '%s', group.id: tp-idle}\n"
+           "windows: {step: 1m, allowed_lateness: 0s, idle_timeout: %s}\n"
+           "processing: {commit_interval: 200ms}\n"
+           "rules: [{name: any, metric: responses, window: 1m, op: '>=', threshold: 1}]\n",
+           c.bootstrap, idle_timeout);
+  tp_config_t *cfg = cfg_from_yaml(yaml);
+  tp_pipeline_opts_t opts = {.cfg = cfg};
+  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
+  cr_assert_not_null(pl, "%s", err);
+  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+
+  tp_alert_codec_t *codec = tp_alert_codec_new(err, sizeof(err));
+  rd_kafka_t *rd = reader(&c, "cx.alerts");
+  size_t n_idle = 0;
+  *resolved = false;
+  int busy_minute = 0;
+  uint64_t deadline = tp_mono_ns() + 12ull * 1000000000ull;
+  while (tp_mono_ns() < deadline && !*resolved) {
+    /* busy.tp: a new event-time minute every 100 ms of wall time. */
+    tp_event_t ev = ev_csat(NULL, at(&c, busy_minute++, 0), "busy.tp", 5);
+    produce_ev(&c, 0, &ev, NULL);
+    rd_kafka_poll(c.rk, 0);
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 100);
+    tp_alert_record_t a;
+    if (m && !m->err && tp_alert_decode(codec, m->payload, m->len, &a, err, sizeof(err)) == TP_OK &&
+        strcmp(a.touchpoint, "idle.tp") == 0) {
+      n_idle++;
+      if (a.state == TP_ALERT_RESOLVED) {
+        *resolved = true;
+        cr_expect_eq(a.window_end, at(&c, 4, 0), "[3m, 4m) is the first empty window");
+      }
+    }
+    if (m)
+      rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rd);
+  rd_kafka_destroy(rd);
+  cr_assert_eq(tp_pipeline_stop(pl), TP_OK);
+  tp_alert_codec_destroy(codec);
+  tp_pipeline_destroy(pl);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+  return n_idle;
+}
+
+Test(pipeline, idle_partition_follows_the_active_ones_and_closes_its_windows, .timeout = 120) {
+  bool resolved = false;
+  size_t n = run_idle("1s", &resolved);
+  cr_expect(resolved, "idle.tp never resolved (%zu alerts)", n);
+  cr_expect_eq(n, 2, "FIRING then RESOLVED");
+}
+
+Test(pipeline, without_idle_timeout_a_quiet_partition_keeps_its_watermark, .timeout = 120) {
+  bool resolved = false;
+  size_t n = run_idle("0s", &resolved);
+  cr_expect_not(resolved);
+  cr_expect_eq(n, 1, "only the FIRING of minute 1");
+}
