@@ -73,7 +73,8 @@ tp_err_t tp_table_insert(tp_table_t *tbl, tp_table_node_t *node,
  */
 tp_err_t tp_table_remove(tp_table_t *tbl, tp_table_node_t *node);
 
-/** Free node with free_cb(node) once no reader can still hold it. */
+/** Free node with free_cb(node) once no reader can still hold it. Do not
+ *  call it from inside a read section on the same table. */
 void tp_table_retire(tp_table_t *tbl, tp_table_node_t *node,
                      void (*free_cb)(tp_table_node_t *node));
 
