@@ -482,13 +482,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   }
 }
 
-static void consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk;
-  tp_log(level <= 3 ? TP_LOG_ERROR : level <= 4 ? TP_LOG_WARN : level <= 6 ? TP_LOG_INFO
-                                                                            : TP_LOG_DEBUG,
-         "librdkafka consumer %s: %s", fac, buf);
-}
-
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   tp_pipeline_t *pl = opaque;
   atomic_fetch_add(&pl->consumer_errors, 1);
@@ -605,7 +598,7 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   }
   rd_kafka_conf_set_opaque(conf, pl);
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-  rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
+  rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
   pl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
   if (pl->rk == NULL) {
@@ -714,19 +707,34 @@ bool tp_pipeline_failed(const tp_pipeline_t *pl) { return atomic_load(&pl->faile
 tp_state_t *tp_pipeline_state(tp_pipeline_t *pl) { return pl->st; }
 void tp_pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) { tp__pipeline_metrics(pl, out); }
 
-void tp_pipeline_totals(tp_pipeline_t *pl, tp_pipeline_totals_t *t) {
-  memset(t, 0, sizeof(*t));
+void tp__pipeline_sum(tp_pipeline_t *pl, tp_pipeline_sums_t *s) {
+  memset(s, 0, sizeof(*s));
   for (int i = 0; i < pl->n_workers; i++) {
-    wstats_t *s = &pl->workers[i].stats;
+    wstats_t *w = &pl->workers[i].stats;
     for (int src = 0; src < TP_SRC_COUNT; src++) {
-      t->consumed += atomic_load(&s->consumed[src]);
-      t->applied += atomic_load(&s->applied[src]);
-      t->late += atomic_load(&s->late[src]);
-      t->duplicates += atomic_load(&s->duplicates[src]);
-      t->overflow += atomic_load(&s->overflow[src]);
-      for (int r = 0; r < TP_REJECT_COUNT; r++)
-        t->rejected += atomic_load(&s->rejected[src][r]);
+      s->consumed[src] += atomic_load_explicit(&w->consumed[src], memory_order_relaxed);
+      s->applied[src] += atomic_load_explicit(&w->applied[src], memory_order_relaxed);
+      s->late[src] += atomic_load_explicit(&w->late[src], memory_order_relaxed);
+      s->duplicates[src] += atomic_load_explicit(&w->duplicates[src], memory_order_relaxed);
+      s->overflow[src] += atomic_load_explicit(&w->overflow[src], memory_order_relaxed);
+      for (int r = 1; r < TP_REJECT_COUNT; r++)
+        s->rejected[src][r] += atomic_load_explicit(&w->rejected[src][r], memory_order_relaxed);
     }
+  }
+}
+
+void tp_pipeline_totals(tp_pipeline_t *pl, tp_pipeline_totals_t *t) {
+  tp_pipeline_sums_t s;
+  tp__pipeline_sum(pl, &s);
+  memset(t, 0, sizeof(*t));
+  for (int src = 0; src < TP_SRC_COUNT; src++) {
+    t->consumed += s.consumed[src];
+    t->applied += s.applied[src];
+    t->late += s.late[src];
+    t->duplicates += s.duplicates[src];
+    t->overflow += s.overflow[src];
+    for (int r = 1; r < TP_REJECT_COUNT; r++)
+      t->rejected += s.rejected[src][r];
   }
   const tp_publisher_stats_t *ps = tp_publisher_stats(pl->pub);
   t->alerts_produced = atomic_load(&ps->alerts_produced);

@@ -29,6 +29,7 @@
 #include "touchpulse/alert.h"
 #include "touchpulse/encode.h"
 #include "touchpulse/log.h"
+#include "touchpulse/publish.h"
 #include "touchpulse/service.h"
 
 #define CYCLE_MIN 90
@@ -174,12 +175,6 @@ typedef struct {
   size_t n_recent;
   int ticks;
 } demo_t;
-
-static void gen_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk;
-  if (level <= 4)
-    tp_log(level <= 3 ? TP_LOG_ERROR : TP_LOG_WARN, "demo generator %s: %s", fac, buf);
-}
 
 static void produce(demo_t *d, const char *topic, const char *key, const void *val, size_t len) {
   for (;;) {
@@ -411,7 +406,7 @@ static void *reader_main(void *arg) {
     rd_kafka_conf_destroy(conf);
     return NULL;
   }
-  rd_kafka_conf_set_log_cb(conf, gen_log_cb);
+  rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
   if (rk == NULL) {
     tp_log_error("demo reader: %s", err);
@@ -599,7 +594,7 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
   rd_kafka_conf_set(conf, "client.id", "touchpulse-demo-generator", err, sizeof(err));
   /* The generator's producer creates and owns the in-process cluster. */
   rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err, sizeof(err));
-  rd_kafka_conf_set_log_cb(conf, gen_log_cb);
+  rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   d.gen_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (d.gen_rk == NULL) {
     tp_log_error("demo: %s", err);

@@ -19,28 +19,6 @@ static void sample_topic(tp_buf_t *out, const char *name, const char *topic, uin
   tp_buf_printf(out, "\"} %llu\n", (unsigned long long)v);
 }
 
-typedef struct {
-  uint64_t consumed[TP_SRC_COUNT], applied[TP_SRC_COUNT], late[TP_SRC_COUNT];
-  uint64_t duplicates[TP_SRC_COUNT], overflow[TP_SRC_COUNT];
-  uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
-} sums_t;
-
-static void sum_workers(tp_pipeline_t *pl, sums_t *s) {
-  memset(s, 0, sizeof(*s));
-  for (int i = 0; i < pl->n_workers; i++) {
-    wstats_t *w = &pl->workers[i].stats;
-    for (int src = 0; src < TP_SRC_COUNT; src++) {
-      s->consumed[src] += atomic_load_explicit(&w->consumed[src], memory_order_relaxed);
-      s->applied[src] += atomic_load_explicit(&w->applied[src], memory_order_relaxed);
-      s->late[src] += atomic_load_explicit(&w->late[src], memory_order_relaxed);
-      s->duplicates[src] += atomic_load_explicit(&w->duplicates[src], memory_order_relaxed);
-      s->overflow[src] += atomic_load_explicit(&w->overflow[src], memory_order_relaxed);
-      for (int r = 1; r < TP_REJECT_COUNT; r++)
-        s->rejected[src][r] += atomic_load_explicit(&w->rejected[src][r], memory_order_relaxed);
-    }
-  }
-}
-
 static void per_topic(tp_buf_t *out, tp_pipeline_t *pl, const char *name, const char *help,
                       const uint64_t *v) {
   family(out, name, "counter", help);
@@ -67,8 +45,8 @@ static void part_watermark(const tp_part_t *part, void *opaque) {
 
 void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
   const tp_config_t *cfg = pl->cfg;
-  sums_t s;
-  sum_workers(pl, &s);
+  tp_pipeline_sums_t s;
+  tp__pipeline_sum(pl, &s);
 
   family(out, "touchpulse_build_info", "gauge", "Build information; the value is always 1.");
   tp_buf_printf(out, "touchpulse_build_info{version=\"%s\"} 1\n", TP_VERSION_STRING);

@@ -98,6 +98,14 @@ struct tp_pipeline_s {
   _Atomic uint64_t consumer_errors;
 };
 
+/** The workers' counters summed (any thread). */
+typedef struct {
+  uint64_t consumed[TP_SRC_COUNT], applied[TP_SRC_COUNT], late[TP_SRC_COUNT];
+  uint64_t duplicates[TP_SRC_COUNT], overflow[TP_SRC_COUNT];
+  uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
+} tp_pipeline_sums_t;
+void tp__pipeline_sum(tp_pipeline_t *pl, tp_pipeline_sums_t *sums);
+
 /** The Prometheus exposition (metrics.c). */
 void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out);
 

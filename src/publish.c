@@ -84,11 +84,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
                rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk;
+void tp__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  /* librdkafka logs with syslog levels. */
   tp_log(level <= 3 ? TP_LOG_ERROR : level <= 4 ? TP_LOG_WARN : level <= 6 ? TP_LOG_INFO
                                                                             : TP_LOG_DEBUG,
-         "librdkafka producer %s: %s", fac, buf);
+         "%s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
@@ -122,7 +122,7 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
   }
   rd_kafka_conf_set_opaque(conf, pub);
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-  rd_kafka_conf_set_log_cb(conf, log_cb);
+  rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   pub->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (pub->rk == NULL) {

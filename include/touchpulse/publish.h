@@ -75,4 +75,7 @@ rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub);
 tp_err_t tp__kafka_conf_apply(rd_kafka_conf_t *conf, const tp_config_t *cfg, bool producer,
                               char *errstr, size_t errstr_size);
 
+/** librdkafka log callback writing through tp_log() at the matching level. */
+void tp__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 #endif
