@@ -524,10 +524,18 @@ static void *coordinator_main(void *arg) {
   if (atomic_load(&pl->failed))
     tp_publisher_stop(pl->pub);
   resume_workers(pl);
+  /* A worker waiting for room in the producer queue (broker unreachable)
+   * is released after FINAL_FLUSH_MS: its record stays uncommitted and the
+   * exit code says the stop was not clean. */
+  uint64_t give_up = tp_mono_ns() + (uint64_t)FINAL_FLUSH_MS * 1000000u;
   pthread_mutex_lock(&pl->bar_lock);
   while (pl->live_workers > 0) {
     pthread_mutex_unlock(&pl->bar_lock);
     tp_publisher_poll(pl->pub, 10);
+    if (tp_mono_ns() > give_up && !atomic_load(&pl->failed)) {
+      set_failed(pl, "workers still waiting for the producer at shutdown");
+      tp_publisher_stop(pl->pub);
+    }
     pthread_mutex_lock(&pl->bar_lock);
   }
   pthread_mutex_unlock(&pl->bar_lock);
