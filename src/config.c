@@ -92,6 +92,9 @@ tp_config_t *tp_config_new(void) {
   cfg->log_format = TP_LOG_TEXT;
   cfg->commit_interval_ms = 1000;
   cfg->max_record_bytes = 65536;
+  cfg->exactly_once = true;
+  if ((cfg->transactional_id = tp_strdup("")) == NULL)
+    goto err;
   for (int i = 0; i < TP_TOPIC_COUNT; i++)
     if ((cfg->topics[i] = tp_strdup(default_topics[i])) == NULL)
       goto err;
@@ -118,6 +121,7 @@ void tp_config_destroy(tp_config_t *cfg) {
   for (int i = 0; i < TP_TOPIC_COUNT; i++)
     tp_free(cfg->topics[i]);
   tp_free(cfg->http_listen);
+  tp_free(cfg->transactional_id);
   rules_free(cfg->rules, cfg->n_rules);
   tp_free(cfg);
 }
@@ -234,7 +238,16 @@ typedef struct {
   int window_line;
 } rule_origin_t;
 
-typedef enum { K_INT, K_DURATION, K_TOPIC, K_LISTEN, K_LOG_LEVEL, K_LOG_FORMAT } key_type_t;
+typedef enum {
+  K_INT,
+  K_DURATION,
+  K_TOPIC,
+  K_LISTEN,
+  K_LOG_LEVEL,
+  K_LOG_FORMAT,
+  K_BOOL,
+  K_ID, /* empty, or a name with a topic's charset (a transactional.id) */
+} key_type_t;
 
 /* One scalar key of the schema; the environment variable is derived. */
 typedef struct {
@@ -269,6 +282,8 @@ static const key_desc_t keys[] = {
     {"log", "format", K_LOG_FORMAT, FIELD(log_format), 0, 0},
     {"processing", "commit_interval", K_DURATION, FIELD(commit_interval_ms), 10, INT64_MAX},
     {"processing", "max_record_bytes", K_INT, FIELD(max_record_bytes), 64, 67108864},
+    {"processing", "exactly_once", K_BOOL, FIELD(exactly_once), 0, 0},
+    {"processing", "transactional_id", K_ID, FIELD(transactional_id), 0, 0},
 };
 #undef FIELD
 #define N_KEYS TP_ARRAY_SIZE(keys)
@@ -728,6 +743,8 @@ static const char *key_expect(key_type_t type) {
   case K_LISTEN: return "host:port";
   case K_LOG_LEVEL: return "one of debug, info, warn, error";
   case K_LOG_FORMAT: return "text or json";
+  case K_BOOL: return "true or false";
+  case K_ID: return "an id of A-Z a-z 0-9 . _ -";
   }
   return "a value";
 }
@@ -785,9 +802,28 @@ static void key_set(loader_t *ld, size_t idx, const char *text, const source_t *
       ok = true;
     }
     break;
+  case K_BOOL: {
+    static const char *const truthy[] = {"true", "yes", "on"};
+    static const char *const falsy[] = {"false", "no", "off"};
+    if (name_index(truthy, TP_ARRAY_SIZE(truthy), text) >= 0) {
+      *(bool *)field = true;
+      ok = true;
+    } else if (name_index(falsy, TP_ARRAY_SIZE(falsy), text) >= 0) {
+      *(bool *)field = false;
+      ok = true;
+    } else {
+      report(ld, src, line, "%sexpected true or false, got '%s'", pre, shown);
+    }
+    break;
+  }
   case K_TOPIC:
   case K_LISTEN:
-    if (k->type == K_TOPIC && !topic_valid(text)) {
+  case K_ID:
+    if (k->type == K_ID && text[0] != '\0' && !topic_valid(text)) {
+      report(ld, src, line,
+             "%sexpected an id of up to 249 characters of A-Z a-z 0-9 . _ -, got '%s'", pre,
+             shown);
+    } else if (k->type == K_TOPIC && !topic_valid(text)) {
       report(ld, src, line,
              "%sexpected a Kafka topic name (1 to 249 characters of A-Z a-z 0-9 . _ -, not "
              "'.' or '..'), got '%s'",
@@ -1795,6 +1831,9 @@ char *tp_config_dump(const tp_config_t *cfg) {
   tp_buf_puts(&b, "processing:\n");
   dump_duration(&b, "commit_interval", cfg->commit_interval_ms);
   tp_buf_printf(&b, "  max_record_bytes: %" PRId64 "\n", cfg->max_record_bytes);
+  tp_buf_printf(&b, "  exactly_once: %s\n  transactional_id: ", cfg->exactly_once ? "true" : "false");
+  dump_quoted(&b, cfg->transactional_id);
+  tp_buf_putc(&b, '\n');
 
   tp_buf_puts(&b, cfg->n_rules ? "rules:\n" : "rules: []\n");
   for (size_t i = 0; i < cfg->n_rules; i++) {

@@ -97,6 +97,8 @@ typedef struct tp_config_s {
 
   int64_t commit_interval_ms;    /* processing.commit_interval, default 1s */
   int64_t max_record_bytes;      /* processing.max_record_bytes */
+  bool exactly_once;             /* processing.exactly_once, default true */
+  char *transactional_id;        /* processing.transactional_id, "" = derived */
 
   tp_rule_t *rules;
   size_t n_rules;

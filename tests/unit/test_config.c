@@ -163,7 +163,7 @@ Test(config, example_file_loads_with_the_values_it_shows) {
   cr_assert_eq(r->n_labels, 1);
   cr_assert_str_eq(r->labels[0].key, "team");
   cr_assert_str_eq(r->labels[0].value, "payments");
-  cr_assert_eq(r->line, 59);
+  cr_assert_eq(r->line, 62); /* the line of "- name: checkout-csat-low" */
 
   r = &cfg->rules[1];
   cr_assert_str_eq(r->name, "nps-negative");
@@ -404,7 +404,7 @@ Test(config, unknown_keys_are_errors_naming_the_known_ones) {
                "support, state, metrics, http, log, processing, rules)");
   expect_error("processing:\n  commit: 1s\n",
                "t.yaml:2: unknown key 'commit' in processing (known: commit_interval, "
-               "max_record_bytes)");
+               "max_record_bytes, exactly_once, transactional_id)");
   expect_error("rules:\n  - name: r\n    metric: nps\n    window: 1m\n    op: \"<\"\n"
                "    threshold: 0\n    treshold: 1\n",
                "t.yaml:7: rule 'r': unknown key 'treshold' (known: name, metric, window, op, "
@@ -1176,4 +1176,25 @@ Test(config, dump_returns_null_when_allocation_fails) {
   cr_assert_null(dump);
   tp_config_destroy(cfg);
   cr_assert_not(leaked(), "a failed dump leaked memory (see the LeakSanitizer report)");
+}
+
+Test(config, exactly_once_and_transactional_id_parse_and_validate) {
+  tp_config_t *cfg = load_ok("");
+  cr_expect(cfg->exactly_once);
+  cr_expect_str_eq(cfg->transactional_id, "");
+  tp_config_destroy(cfg);
+  cfg = load_ok("processing:\n  exactly_once: false\n  transactional_id: tp-node-1\n");
+  cr_expect_not(cfg->exactly_once);
+  cr_expect_str_eq(cfg->transactional_id, "tp-node-1");
+  tp_config_destroy(cfg);
+  char *env[] = {"TOUCHPULSE_PROCESSING_EXACTLY_ONCE=no", "TOUCHPULSE_PROCESSING_TRANSACTIONAL_ID=a.b_c-1", NULL};
+  cfg = load_ok_env("", env);
+  cr_expect_not(cfg->exactly_once);
+  cr_expect_str_eq(cfg->transactional_id, "a.b_c-1");
+  tp_config_destroy(cfg);
+  expect_error("processing:\n  exactly_once: maybe\n",
+               "t.yaml:2: processing.exactly_once: expected true or false, got 'maybe'");
+  expect_error("processing:\n  transactional_id: 'has space'\n",
+               "t.yaml:2: processing.transactional_id: expected an id of up to 249 characters "
+               "of A-Z a-z 0-9 . _ -, got 'has space'");
 }
