@@ -22,7 +22,8 @@
 #include "touchpulse/log.h"
 
 #define BATCH 512
-#define POLL_MS 50
+#define POLL_MS 50             /* workers: a batch, or this long */
+#define COORDINATOR_POLL_MS 10 /* bounds the delay of a pending alert's commit */
 #define IDLE_CHECK_MS 200
 #define FLUSH_MS 2000
 #define FINAL_FLUSH_MS 30000
@@ -149,6 +150,18 @@ static void reject(worker_t *w, pctx_t *ctx, const rd_kafka_message_t *msg, tp_r
     w->halted = true;
 }
 
+/* The partition has re-read everything below its committed offset: from
+ * here on its records are new, and its alerts go out. @thread its worker */
+static void finish_restore(tp_pipeline_t *pl, pctx_t *ctx) {
+  ctx->restore_until = -1;
+  tp_part_set_emit(ctx->part, true);
+  atomic_store(&ctx->restoring, false);
+  atomic_fetch_sub(&pl->n_restoring, 1);
+  tp_log_info("%s[%d] restored from %llu records; live from offset %lld",
+              pl->cfg->topics[ctx->src], (int)ctx->partition,
+              (unsigned long long)atomic_load(&ctx->restored), (long long)ctx->next_offset);
+}
+
 static void process(worker_t *w, rd_kafka_message_t *msg) {
   tp_pipeline_t *pl = w->pl;
   const tp_config_t *cfg = pl->cfg;
@@ -160,6 +173,8 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
       if (ctx) {
         atomic_store(&ctx->high_offset, msg->offset);
         atomic_store(&ctx->at_eof, true);
+        if (ctx->restore_until >= 0) /* the log ends before the committed offset */
+          finish_restore(pl, ctx);
       }
       return;
     }
@@ -170,7 +185,15 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
   if (ctx == NULL)
     return; /* revoked while queued: its next owner reads it again */
 
-  bump(&w->stats.consumed[src]);
+  /* Below the committed offset the record was processed before: it only
+   * rebuilds state. Its alerts and dead letters were written then, and the
+   * counters counted it then. Offsets skip transaction markers, so the first
+   * new record may lie past the committed offset itself. */
+  if (ctx->restore_until >= 0 && msg->offset >= ctx->restore_until)
+    finish_restore(pl, ctx);
+  bool live = ctx->restore_until < 0;
+  if (live)
+    bump(&w->stats.consumed[src]);
   atomic_store_explicit(&ctx->at_eof, false, memory_order_relaxed);
   atomic_store_explicit(&ctx->last_record_ms, w->now, memory_order_relaxed);
 
@@ -194,24 +217,32 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
                (long long)ev.occurred_at, ahead, skew);
     }
   }
-  if (reason != TP_REJECT_NONE) {
-    reject(w, ctx, msg, reason, detail);
-  } else {
-    switch (tp_part_apply(ctx->part, &ev)) {
-    case TP_APPLY_OK: bump(&w->stats.applied[src]); break;
-    case TP_APPLY_LATE: bump(&w->stats.late[src]); break;
-    case TP_APPLY_DUPLICATE: bump(&w->stats.duplicates[src]); break;
-    case TP_APPLY_OVERFLOW:
-    case TP_APPLY_NOMEM: bump(&w->stats.overflow[src]); break;
-    case TP_APPLY_INVALID:
+  if (reason == TP_REJECT_NONE) {
+    tp_apply_t r = tp_part_apply(ctx->part, &ev);
+    if (r == TP_APPLY_INVALID) {
+      reason = TP_REJECT_OUT_OF_RANGE;
       snprintf(detail, sizeof(detail), "out_of_range: occurred_at %lld is beyond what windows hold",
                (long long)ev.occurred_at);
-      reject(w, ctx, msg, TP_REJECT_OUT_OF_RANGE, detail);
-      break;
+    } else if (live) {
+      switch (r) {
+      case TP_APPLY_OK: bump(&w->stats.applied[src]); break;
+      case TP_APPLY_LATE: bump(&w->stats.late[src]); break;
+      case TP_APPLY_DUPLICATE: bump(&w->stats.duplicates[src]); break;
+      default: bump(&w->stats.overflow[src]); break;
+      }
     }
   }
-  if (!w->halted)
-    ctx->next_offset = msg->offset + 1;
+  if (reason != TP_REJECT_NONE && live)
+    reject(w, ctx, msg, reason, detail);
+  if (w->halted)
+    return;
+  ctx->next_offset = msg->offset + 1;
+  atomic_store_explicit(&ctx->position, ctx->next_offset, memory_order_relaxed);
+  if (!live) {
+    bump(&ctx->restored);
+    if (ctx->next_offset >= ctx->restore_until)
+      finish_restore(pl, ctx);
+  }
 }
 
 /*
@@ -251,13 +282,16 @@ static void *worker_main(void *arg) {
   rd_kafka_message_t *msgs[BATCH];
   while (!atomic_load(&pl->workers_quit) && !w->halted) {
     worker_barrier(w);
+    w->rewind_gen = atomic_load(&pl->rewind_gen);
     ssize_t n = rd_kafka_consume_batch_queue(w->q, POLL_MS, msgs, BATCH);
     /* A pause may have changed this worker's partitions: take it before
-     * touching the batch, whose records of revoked partitions are dropped. */
+     * touching the batch, whose records of revoked partitions are dropped,
+     * and all of it when the partitions were rewound meanwhile. */
     worker_barrier(w);
+    bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen;
     w->now = pl->now_ms();
     for (ssize_t i = 0; i < n; i++) {
-      if (!w->halted && !atomic_load(&pl->workers_quit))
+      if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
         process(w, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);
     }
@@ -274,20 +308,55 @@ static void *worker_main(void *arg) {
 
 /* ---- checkpoints and assignment (coordinator) -------------------------------- */
 
+static void rewind_all(tp_pipeline_t *pl);
+
 /*
- * Commit the processed offsets of ctxs once the producer has delivered
- * everything queued so far. Workers must be paused (or gone), so nothing is
- * queued meanwhile. @returns true when committed or nothing to commit.
+ * Commit the processed offsets of ctxs together with everything produced
+ * since the last checkpoint. Workers must be paused (or gone), so the cut is
+ * consistent: every alert and dead letter queued so far was caused by
+ * records at or below these offsets.
+ *
+ * Exactly-once (a transactional producer): the offsets go into the open
+ * transaction and it commits; an aborted transaction rewinds every
+ * partition to its committed offset, so its alerts are produced again.
+ * At-least-once: flush the producer, then commit the offsets.
+ * @returns true when committed, or when there was nothing to commit.
  */
 static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms) {
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n + 1);
   for (size_t i = 0; i < n; i++) {
     pctx_t *c = ctxs[i];
-    if (c->next_offset >= 0 && c->next_offset != c->committed)
+    if (c->next_offset > c->committed)
       rd_kafka_topic_partition_list_add(list, pl->cfg->topics[c->src], c->partition)->offset =
           c->next_offset;
   }
   bool ok = true;
+  char err[512];
+  if (tp_publisher_transactional(pl->pub)) {
+    if (list->cnt == 0 && tp_publisher_pending(pl->pub) == 0)
+      goto done;
+    tp_err_t rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
+    if (rc == TP_OK) {
+      for (size_t i = 0; i < n; i++)
+        if (ctxs[i]->next_offset > ctxs[i]->committed)
+          ctxs[i]->committed = ctxs[i]->next_offset;
+      atomic_fetch_add(&pl->commits, 1);
+    } else if (rc == TP_EAGAIN) {
+      atomic_fetch_add(&pl->checkpoints_skipped, 1);
+      tp_log_warn("checkpoint: %s; the transaction stays open", err);
+      ok = false;
+    } else if (tp_publisher_failed(pl->pub)) {
+      set_failed(pl, err);
+      ok = false;
+    } else {
+      atomic_fetch_add(&pl->txn_aborts, 1);
+      tp_log_warn("checkpoint: %s; transaction aborted, input rewound to the committed offsets",
+                  err);
+      rewind_all(pl);
+      ok = false;
+    }
+    goto done;
+  }
   if (list->cnt > 0) {
     tp_err_t rc = tp_publisher_flush(pl->pub, flush_ms);
     if (rc == TP_EKAFKA) {
@@ -300,18 +369,20 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
                   flush_ms);
       ok = false;
     } else {
-      rd_kafka_resp_err_t err = rd_kafka_commit(pl->rk, list, 0);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_resp_err_t e = rd_kafka_commit(pl->rk, list, 0);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         for (size_t i = 0; i < n; i++)
-          ctxs[i]->committed = ctxs[i]->next_offset;
+          if (ctxs[i]->next_offset > ctxs[i]->committed)
+            ctxs[i]->committed = ctxs[i]->next_offset;
         atomic_fetch_add(&pl->commits, 1);
-      } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      } else if (e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         atomic_fetch_add(&pl->commit_failures, 1);
-        tp_log_warn("checkpoint: commit failed: %s", rd_kafka_err2str(err));
+        tp_log_warn("checkpoint: commit failed: %s", rd_kafka_err2str(e));
         ok = false;
       }
     }
   }
+done:
   rd_kafka_topic_partition_list_destroy(list);
   return ok;
 }
@@ -342,15 +413,125 @@ static void ctx_destroy(tp_pipeline_t *pl, pctx_t *c) {
     rd_kafka_queue_forward(c->pq, NULL);
     rd_kafka_queue_destroy(c->pq);
   }
+  if (atomic_load(&c->restoring))
+    atomic_fetch_sub(&pl->n_restoring, 1);
   remove_ctx_from(pl->workers[c->worker].ctxs, &pl->workers[c->worker].n_ctx, c);
+  pthread_mutex_lock(&pl->ctx_lock);
   remove_ctx_from(pl->ctxs, &pl->n_ctx, c);
+  pthread_mutex_unlock(&pl->ctx_lock);
   tp_part_destroy(c->part);
   tp_free(c);
 }
 
+/*
+ * Where each partition of ctxs starts reading: SPEC's state restore. A
+ * partition with a committed offset C re-reads from the first record whose
+ * timestamp lies within its topic's horizon (tp_state_horizon_ms) of now, up
+ * to C, with alerts and dead letters suppressed; from C on it is live. When
+ * the broker cannot say where that is, it re-reads from the beginning:
+ * slower, never wrong. A partition without a committed offset starts at
+ * auto.offset.reset and is live at once.
+ * @param start receives the offset to read from, per ctx.
+ */
+static void restore_plan(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int64_t *start) {
+  rd_kafka_topic_partition_list_t *times = rd_kafka_topic_partition_list_new((int)n + 1);
+  int64_t now = pl->now_ms();
+  for (size_t i = 0; i < n; i++)
+    if (ctxs[i]->committed > 0)
+      rd_kafka_topic_partition_list_add(times, pl->cfg->topics[ctxs[i]->src], ctxs[i]->partition)
+          ->offset = now - tp_state_horizon_ms(pl->st, ctxs[i]->src);
+  rd_kafka_resp_err_t err = times->cnt ? rd_kafka_offsets_for_times(pl->rk, times, 30000)
+                                       : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (err)
+    tp_log_warn("restore: offsets_for_times: %s; re-reading from the beginning",
+                rd_kafka_err2str(err));
+  for (size_t i = 0; i < n; i++) {
+    pctx_t *c = ctxs[i];
+    c->restore_until = -1;
+    start[i] = c->committed >= 0 ? c->committed : RD_KAFKA_OFFSET_INVALID;
+    if (c->committed <= 0)
+      continue;
+    rd_kafka_topic_partition_t *t =
+        rd_kafka_topic_partition_list_find(times, pl->cfg->topics[c->src], c->partition);
+    int64_t from = err || t == NULL || t->err || t->offset < 0 ? RD_KAFKA_OFFSET_BEGINNING
+                                                               : t->offset;
+    if (from >= c->committed)
+      continue; /* nothing within the horizon before C */
+    start[i] = from;
+    c->restore_until = c->committed;
+    tp_part_set_emit(c->part, false);
+    atomic_store(&c->restoring, true);
+    atomic_fetch_add(&pl->n_restoring, 1);
+  }
+  rd_kafka_topic_partition_list_destroy(times);
+}
+
+/*
+ * After an aborted transaction: every partition's state is rebuilt from its
+ * committed offset, and records after it are processed again, so the
+ * discarded alerts are produced again. Workers are paused; the batch a
+ * worker holds is dropped (rewind_gen), and librdkafka drops what it had
+ * fetched for the old positions.
+ */
+static void rewind_all(tp_pipeline_t *pl) {
+  size_t n = pl->n_ctx;
+  int64_t *start = tp_calloc(n + 1, sizeof(*start));
+  rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new((int)n + 1);
+  if (start == NULL) {
+    set_failed(pl, "out of memory rewinding partitions");
+    rd_kafka_topic_partition_list_destroy(seek);
+    return;
+  }
+  char err[256];
+  for (size_t i = 0; i < n; i++) {
+    pctx_t *c = pl->ctxs[i];
+    if (atomic_load(&c->restoring))
+      atomic_fetch_sub(&pl->n_restoring, 1);
+    atomic_store(&c->restoring, false);
+    tp_part_destroy(c->part);
+    c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
+    if (c->part == NULL) {
+      set_failed(pl, err);
+      goto out;
+    }
+    c->next_offset = -1;
+  }
+  restore_plan(pl, pl->ctxs, n, start);
+  for (size_t i = 0; i < n; i++) {
+    pctx_t *c = pl->ctxs[i];
+    int64_t off = start[i] == RD_KAFKA_OFFSET_INVALID ? RD_KAFKA_OFFSET_BEGINNING : start[i];
+    rd_kafka_topic_partition_list_add(seek, pl->cfg->topics[c->src], c->partition)->offset = off;
+  }
+  atomic_fetch_add(&pl->rewind_gen, 1);
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->rk, seek, 30000);
+  if (e != NULL) {
+    snprintf(err, sizeof(err), "rewind: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    set_failed(pl, err);
+  }
+out:
+  tp_free(start);
+  rd_kafka_topic_partition_list_destroy(seek);
+}
+
 static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts) {
+  /* The group's committed offsets, before touching anything. */
+  rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+  rd_kafka_resp_err_t cerr = rd_kafka_committed(pl->rk, committed, 30000);
+  if (cerr) {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "cannot read the committed offsets: %s", rd_kafka_err2str(cerr));
+    set_failed(pl, msg);
+  }
+
   pause_workers(pl);
-  for (int i = 0; i < parts->cnt; i++) {
+  pctx_t **added = tp_calloc((size_t)parts->cnt + 1, sizeof(*added));
+  int64_t *start = tp_calloc((size_t)parts->cnt + 1, sizeof(*start));
+  int *index = tp_calloc((size_t)parts->cnt + 1, sizeof(*index));
+  size_t n = 0;
+  if (added == NULL || start == NULL || index == NULL)
+    set_failed(pl, "out of memory assigning partitions");
+  for (int i = 0; !cerr && added && start && index && i < parts->cnt; i++) {
     rd_kafka_topic_partition_t *tp = &parts->elems[i];
     int src = topic_source(pl->cfg, tp->topic);
     if (src < 0)
@@ -358,13 +539,17 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     char err[256];
     if (pl->n_ctx == pl->cap_ctx) {
       size_t nc = pl->cap_ctx ? pl->cap_ctx * 2 : 16;
+      pthread_mutex_lock(&pl->ctx_lock);
       pctx_t **a = tp_realloc(pl->ctxs, nc * sizeof(*a));
+      if (a != NULL) {
+        pl->ctxs = a;
+        pl->cap_ctx = nc;
+      }
+      pthread_mutex_unlock(&pl->ctx_lock);
       if (a == NULL) {
         set_failed(pl, "out of memory assigning partitions");
         break;
       }
-      pl->ctxs = a;
-      pl->cap_ctx = nc;
     }
     pctx_t *c = tp_calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -381,7 +566,9 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     c->partition = tp->partition;
     c->worker = best;
     c->next_offset = -1;
-    c->committed = -1;
+    c->committed = committed->elems[i].offset >= 0 ? committed->elems[i].offset : -1;
+    c->restore_until = -1;
+    atomic_init(&c->position, c->committed);
     atomic_init(&c->last_record_ms, pl->now_ms());
     atomic_init(&c->high_offset, -1);
     c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
@@ -399,10 +586,29 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
       set_failed(pl, "out of memory assigning partitions");
       break;
     }
+    pthread_mutex_lock(&pl->ctx_lock);
     pl->ctxs[pl->n_ctx++] = c;
+    pthread_mutex_unlock(&pl->ctx_lock);
     c->pq = rd_kafka_queue_get_partition(pl->rk, tp->topic, tp->partition);
     rd_kafka_queue_forward(c->pq, w->q);
+    added[n] = c;
+    index[n++] = i;
   }
+  if (n > 0) {
+    restore_plan(pl, added, n, start);
+    for (size_t k = 0; k < n; k++) {
+      parts->elems[index[k]].offset = start[k];
+      if (added[k]->restore_until >= 0)
+        tp_log_info("%s[%d]: rebuilding state from offset %s%lld up to the committed offset %lld",
+                    pl->cfg->topics[added[k]->src], (int)added[k]->partition,
+                    start[k] == RD_KAFKA_OFFSET_BEGINNING ? "beginning " : "",
+                    (long long)(start[k] < 0 ? 0 : start[k]), (long long)added[k]->committed);
+    }
+  }
+  tp_free(added);
+  tp_free(start);
+  tp_free(index);
+  rd_kafka_topic_partition_list_destroy(committed);
   atomic_store(&pl->n_assigned, (int)pl->n_ctx);
   resume_workers(pl);
 }
@@ -423,12 +629,22 @@ static void on_revoke(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
       if ((int)pl->ctxs[k]->src == src && pl->ctxs[k]->partition == parts->elems[i].partition)
         gone[n++] = pl->ctxs[k];
   }
-  /* A lost assignment already belongs to someone else: committing would
-   * move their offsets. Otherwise hand the partitions over committed. */
-  if (!lost)
-    checkpoint(pl, gone, n, FINAL_FLUSH_MS);
+  if (!lost) {
+    /* Hand the partitions over committed, with every alert they caused. */
+    checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS);
+  } else if (tp_publisher_transactional(pl->pub)) {
+    /* Someone else owns them now: their offsets cannot be committed, so the
+     * open transaction (which holds their alerts) is aborted, and what
+     * remains is rewound to its committed offsets. */
+    char err[256];
+    if (tp_publisher_txn_abort(pl->pub, err, sizeof(err)) != TP_OK)
+      set_failed(pl, err);
+    atomic_fetch_add(&pl->txn_aborts, 1);
+  }
   for (size_t i = 0; i < n; i++)
     ctx_destroy(pl, gone[i]);
+  if (lost && tp_publisher_transactional(pl->pub) && !atomic_load(&pl->failed))
+    rewind_all(pl);
   tp_free(gone);
   atomic_store(&pl->n_assigned, (int)pl->n_ctx);
   resume_workers(pl);
@@ -461,7 +677,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
       tp_log_error("assign: %s", rd_kafka_error_string(e));
       rd_kafka_error_destroy(e);
     }
-    atomic_store(&pl->ready, true);
+    atomic_store(&pl->assigned_once, true);
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
     atomic_fetch_add(&pl->rebalances_revoke, 1);
     bool lost = rd_kafka_assignment_lost(rk);
@@ -493,12 +709,27 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
   tp_log_warn("consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+/* Alerts become visible to read_committed subscribers when their
+ * transaction commits: commit this soon after one is produced, rather than
+ * waiting for processing.commit_interval. */
+#define ALERT_COMMIT_NS (20u * 1000000u)
+
 static void *coordinator_main(void *arg) {
   tp_pipeline_t *pl = arg;
   uint64_t interval_ns = (uint64_t)pl->cfg->commit_interval_ms * 1000000u;
   uint64_t last = tp_mono_ns();
+  if (tp_publisher_transactional(pl->pub)) {
+    /* Before the first poll, so before any partition is assigned: fences an
+     * older instance with the same transactional.id and aborts what it left
+     * open, then opens the first transaction. */
+    char err[512];
+    if (tp_publisher_txn_start(pl->pub, 60000, err, sizeof(err)) != TP_OK)
+      set_failed(pl, err);
+  }
   while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
-    rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, POLL_MS);
+    uint64_t since = tp_mono_ns() - last;
+    bool pending = tp_publisher_pending(pl->pub) > 0;
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, COORDINATOR_POLL_MS);
     if (msg) {
       /* Records arrive on the workers' queues; the main queue only carries
        * errors. */
@@ -511,7 +742,7 @@ static void *coordinator_main(void *arg) {
     tp_publisher_poll(pl->pub, 0);
     if (tp_publisher_failed(pl->pub))
       set_failed(pl, "the producer failed");
-    if (tp_mono_ns() - last >= interval_ns) {
+    if (since >= interval_ns || (pending && since >= ALERT_COMMIT_NS)) {
       pause_workers(pl);
       checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS);
       resume_workers(pl);
@@ -566,6 +797,7 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   pl->cfg = cfg;
   pl->now_ms = opts->now_ms ? opts->now_ms : real_now;
   pthread_mutex_init(&pl->bar_lock, NULL);
+  pthread_mutex_init(&pl->ctx_lock, NULL);
   pthread_cond_init(&pl->bar_workers, NULL);
   pthread_cond_init(&pl->bar_coord, NULL);
 
@@ -705,12 +937,15 @@ void tp_pipeline_destroy(tp_pipeline_t *pl) {
   tp_free(pl->ctxs);
   tp_free(pl->alerts_by_rule);
   pthread_mutex_destroy(&pl->bar_lock);
+  pthread_mutex_destroy(&pl->ctx_lock);
   pthread_cond_destroy(&pl->bar_workers);
   pthread_cond_destroy(&pl->bar_coord);
   tp_free(pl);
 }
 
-bool tp_pipeline_ready(const tp_pipeline_t *pl) { return atomic_load(&pl->ready); }
+bool tp_pipeline_ready(const tp_pipeline_t *pl) {
+  return atomic_load(&pl->assigned_once) && atomic_load(&pl->n_restoring) == 0;
+}
 bool tp_pipeline_failed(const tp_pipeline_t *pl) { return atomic_load(&pl->failed); }
 tp_state_t *tp_pipeline_state(tp_pipeline_t *pl) { return pl->st; }
 void tp_pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) { tp__pipeline_metrics(pl, out); }

@@ -127,6 +127,55 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
   part_ctx_t pc = {pl, out};
   tp_state_foreach_part(pl->st, part_watermark, &pc);
 
+  /* Per assigned partition: lag, restore progress. pl->ctxs changes under
+   * ctx_lock; the fields read here are atomics. */
+  int64_t lowest_wm = INT64_MAX;
+  tp_buf_t lag = TP_BUF_INIT, rest = TP_BUF_INIT, restored = TP_BUF_INIT;
+  pthread_mutex_lock(&pl->ctx_lock);
+  for (size_t i = 0; i < pl->n_ctx; i++) {
+    pctx_t *c = pl->ctxs[i];
+    const char *topic = cfg->topics[c->src];
+    char labels[320];
+    tp_buf_t esc = TP_BUF_INIT;
+    tp_buf_prom_escape(&esc, topic, strlen(topic));
+    snprintf(labels, sizeof(labels), "{topic=\"%s\",partition=\"%d\"}", esc.data ? esc.data : "",
+             (int)c->partition);
+    tp_buf_free(&esc);
+    int64_t pos = atomic_load(&c->position), lo = -1, hi = -1;
+    rd_kafka_get_watermark_offsets(pl->rk, topic, c->partition, &lo, &hi);
+    if (hi >= 0 && pos >= 0)
+      tp_buf_printf(&lag, "touchpulse_consumer_lag%s %lld\n", labels,
+                    (long long)(hi > pos ? hi - pos : 0));
+    bool restoring = atomic_load(&c->restoring);
+    tp_buf_printf(&rest, "touchpulse_partition_restoring%s %d\n", labels, restoring ? 1 : 0);
+    tp_buf_printf(&restored, "touchpulse_restored_records_total%s %llu\n", labels,
+                  (unsigned long long)atomic_load(&c->restored));
+    int64_t wm = atomic_load_explicit(&tp_part_stats(c->part)->watermark, memory_order_relaxed);
+    if (!restoring && wm != INT64_MIN && wm < lowest_wm)
+      lowest_wm = wm;
+  }
+  pthread_mutex_unlock(&pl->ctx_lock);
+  family(out, "touchpulse_consumer_lag", "gauge",
+         "Records of an assigned input partition not processed yet (high watermark - position).");
+  tp_buf_append(out, lag.data, lag.len);
+  family(out, "touchpulse_partition_restoring", "gauge",
+         "1 while a partition's state is rebuilt from history after assignment.");
+  tp_buf_append(out, rest.data, rest.len);
+  family(out, "touchpulse_restored_records_total", "counter",
+         "Records re-read to rebuild a partition's state since it was assigned.");
+  tp_buf_append(out, restored.data, restored.len);
+  tp_buf_free(&lag);
+  tp_buf_free(&rest);
+  tp_buf_free(&restored);
+  family(out, "touchpulse_watermark_seconds", "gauge",
+         "The processor's watermark: the lowest watermark of its live partitions (Unix time).");
+  if (lowest_wm != INT64_MAX)
+    tp_buf_printf(out, "touchpulse_watermark_seconds %.3f\n", (double)lowest_wm / 1000.0);
+  family(out, "touchpulse_transaction_aborts_total", "counter",
+         "Aborted output transactions (the input was rewound to the committed offsets).");
+  tp_buf_printf(out, "touchpulse_transaction_aborts_total %llu\n",
+                (unsigned long long)atomic_load(&pl->txn_aborts));
+
   family(out, "touchpulse_commits_total", "counter", "Successful input offset commits.");
   tp_buf_printf(out, "touchpulse_commits_total %llu\n", (unsigned long long)atomic_load(&pl->commits));
   family(out, "touchpulse_commit_failures_total", "counter", "Failed input offset commits.");

@@ -28,7 +28,11 @@ typedef struct pctx_s {
   tp_part_t *part;
   rd_kafka_queue_t *pq;       /* the partition's queue, forwarded to the worker */
   int64_t next_offset;        /* offset after the last record fully processed; -1 none */
-  int64_t committed;          /* last committed by us; -1 none */
+  int64_t committed;          /* committed for the group (read at assignment, then ours); -1 none */
+  int64_t restore_until;      /* records below it rebuild state silently; -1 when live */
+  _Atomic int64_t position;   /* next_offset, for /metrics */
+  _Atomic bool restoring;
+  _Atomic uint64_t restored;  /* records re-read to rebuild state */
   _Atomic int64_t last_record_ms; /* wall clock of its last record */
   _Atomic bool at_eof;        /* consumed up to the high watermark */
   _Atomic bool idle;          /* following the other partitions' watermark */
@@ -57,6 +61,7 @@ typedef struct worker_s {
   pctx_t **ctxs; /* partitions owned; changed only while paused */
   size_t n_ctx, cap_ctx;
   bool halted;   /* a produce was refused while stopping: stop applying */
+  uint64_t rewind_gen; /* pl->rewind_gen when the batch in hand was fetched */
   int64_t now;   /* wall clock sampled once per batch */
   int64_t last_idle_check;
   wstats_t stats;
@@ -77,7 +82,6 @@ struct tp_pipeline_s {
   _Atomic bool stop_req;
   _Atomic bool workers_quit;
   _Atomic bool failed;
-  _Atomic bool ready;
   _Atomic bool coordinator_done;
 
   /* The barrier: the coordinator raises pause_req and waits until every
@@ -85,15 +89,21 @@ struct tp_pipeline_s {
   pthread_mutex_t bar_lock;
   pthread_cond_t bar_workers, bar_coord;
   _Atomic int pause_req;
+  _Atomic uint64_t rewind_gen; /* bumped when partitions are rewound while paused */
   int paused;       /* guarded by bar_lock */
   int live_workers; /* guarded by bar_lock */
 
-  pctx_t **ctxs; /* every assigned partition; changed only while paused */
+  pctx_t **ctxs; /* every assigned partition; changed only while paused,
+                  * and under ctx_lock for readers that are not workers */
   size_t n_ctx, cap_ctx;
+  pthread_mutex_t ctx_lock;
   _Atomic int n_assigned;
+  _Atomic int n_restoring;
+  _Atomic bool assigned_once;
 
   _Atomic uint64_t *alerts_by_rule; /* [n_rules][2]: FIRING, RESOLVED */
   _Atomic uint64_t commits, commit_failures, checkpoints_skipped;
+  _Atomic uint64_t txn_aborts, restored_total;
   _Atomic uint64_t rebalances_assign, rebalances_revoke;
   _Atomic uint64_t consumer_errors;
 };

@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "touchpulse/log.h"
 
 struct tp_publisher_s {
   rd_kafka_t *rk;
   const tp_config_t *cfg;
+  bool transactional;
+  _Atomic uint64_t pending; /* produced since the transaction began / last flush */
   _Atomic bool stopped;
   _Atomic bool failed;
   _Atomic uint64_t failed_since_flush;
@@ -78,6 +81,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     return;
   }
   atomic_fetch_add(alert ? &pub->stats.alerts_failed : &pub->stats.deadletters_failed, 1);
+  if (pub->transactional) {
+    /* The commit of the transaction reports it and decides: abort (and
+     * rewind) or retry. Purged messages of an aborted transaction land here
+     * too. */
+    tp_log_warn("delivery of %s to %s failed: %s", alert ? "an alert" : "a dead letter",
+                rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+    return;
+  }
   atomic_fetch_add(&pub->failed_since_flush, 1);
   atomic_store(&pub->failed, true);
   tp_log_error("delivery of %s to %s failed: %s", alert ? "an alert" : "a dead letter",
@@ -101,6 +112,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   tp_log_warn("producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
+void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size) {
+  char host[256] = "localhost";
+  gethostname(host, sizeof(host) - 1);
+  const char *group = tp_config_kafka_get(cfg, "group.id");
+  snprintf(out, size, "%s-%s-%d", group ? group : "touchpulse", host, (int)getpid());
+}
+
 tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
   tp_publisher_t *pub = tp_calloc(1, sizeof(*pub));
   if (pub == NULL) {
@@ -110,11 +128,27 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
   pub->cfg = cfg;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char err[256];
-  /* Low latency for alerts by default; the kafka section may override. */
+  /* Low latency for alerts by default; the kafka section may override. A
+   * crashed instance's open transaction holds back read_committed readers
+   * until it times out, so keep that short too. */
   rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
   rd_kafka_conf_set(conf, "client.id", "touchpulse", err, sizeof(err));
+  if (cfg->exactly_once)
+    rd_kafka_conf_set(conf, "transaction.timeout.ms", "10000", err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, true, errstr, errstr_size) != TP_OK)
     goto err;
+  if (cfg->exactly_once) {
+    char id[512];
+    if (cfg->transactional_id[0])
+      snprintf(id, sizeof(id), "%s", cfg->transactional_id);
+    else
+      tp_publisher_default_txn_id(cfg, id, sizeof(id));
+    if (rd_kafka_conf_set(conf, "transactional.id", id, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      snprintf(errstr, errstr_size, "producer: %s", err);
+      goto err;
+    }
+    pub->transactional = true;
+  }
   if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) !=
       RD_KAFKA_CONF_OK) {
     snprintf(errstr, errstr_size, "producer: %s", err);
@@ -176,6 +210,7 @@ tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len
                                       RD_KAFKA_V_VALUE((void *)value, value_len),
                                       RD_KAFKA_V_OPAQUE(KIND_ALERT), RD_KAFKA_V_END));
   atomic_fetch_add(&pub->stats.alerts_produced, 1);
+  atomic_fetch_add(&pub->pending, 1);
   return TP_OK;
 }
 
@@ -195,6 +230,7 @@ tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *
                         RD_KAFKA_V_HEADER("source.offset", offset, -1),
                         RD_KAFKA_V_OPAQUE(KIND_DEADLETTER), RD_KAFKA_V_END));
   atomic_fetch_add(&pub->stats.deadletters_produced, 1);
+  atomic_fetch_add(&pub->pending, 1);
   return TP_OK;
 }
 
@@ -204,7 +240,122 @@ tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms) {
   rd_kafka_resp_err_t err = rd_kafka_flush(pub->rk, timeout_ms);
   if (atomic_exchange(&pub->failed_since_flush, 0) > 0 || atomic_load(&pub->failed))
     return TP_EKAFKA;
-  return err == RD_KAFKA_RESP_ERR_NO_ERROR ? TP_OK : TP_EAGAIN;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return TP_EAGAIN;
+  atomic_store(&pub->pending, 0);
+  return TP_OK;
+}
+
+bool tp_publisher_transactional(const tp_publisher_t *pub) { return pub->transactional; }
+
+tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
+  rd_kafka_error_t *e = rd_kafka_abort_transaction(pub->rk, 30000);
+  if (e == NULL)
+    e = rd_kafka_begin_transaction(pub->rk);
+  atomic_store(&pub->pending, 0);
+  if (e == NULL)
+    return TP_OK;
+  snprintf(errstr, errstr_size, "abort_transaction: %s", rd_kafka_error_string(e));
+  rd_kafka_error_destroy(e);
+  atomic_store(&pub->failed, true);
+  return TP_EKAFKA;
+}
+uint64_t tp_publisher_pending(const tp_publisher_t *pub) { return atomic_load(&pub->pending); }
+
+/*
+ * librdkafka's transactional errors come in three kinds: retriable (call
+ * again), requires-abort (abort, the transaction's messages are gone) and
+ * fatal (the producer is unusable, e.g. fenced by a newer instance with the
+ * same transactional.id). @returns TP_EAGAIN, TP_EKAFKA after an abort, or
+ * TP_EKAFKA with the publisher failed.
+ */
+static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_t *e,
+                          char *errstr, size_t errstr_size) {
+  snprintf(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(e));
+  tp_err_t rc;
+  if (rd_kafka_error_is_retriable(e)) {
+    rc = TP_EAGAIN;
+  } else if (rd_kafka_error_txn_requires_abort(e)) {
+    rd_kafka_error_t *a = rd_kafka_abort_transaction(pub->rk, 30000);
+    if (a != NULL) {
+      tp_log_error("abort_transaction: %s", rd_kafka_error_string(a));
+      atomic_store(&pub->failed, true);
+      rd_kafka_error_destroy(a);
+    } else {
+      rd_kafka_error_t *b = rd_kafka_begin_transaction(pub->rk);
+      if (b != NULL) {
+        atomic_store(&pub->failed, true);
+        rd_kafka_error_destroy(b);
+      }
+    }
+    atomic_store(&pub->pending, 0);
+    rc = TP_EKAFKA;
+  } else {
+    atomic_store(&pub->failed, true);
+    rc = TP_EKAFKA;
+  }
+  rd_kafka_error_destroy(e);
+  return rc;
+}
+
+tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, char *errstr,
+                                size_t errstr_size) {
+  uint64_t give_up = tp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+  for (;;) {
+    rd_kafka_error_t *e = rd_kafka_init_transactions(pub->rk, timeout_ms);
+    if (e == NULL)
+      break;
+    tp_err_t rc = txn_error(pub, "init_transactions", e, errstr, errstr_size);
+    if (rc != TP_EAGAIN || tp_mono_ns() > give_up || atomic_load(&pub->stopped)) {
+      atomic_store(&pub->failed, true);
+      return TP_EKAFKA;
+    }
+  }
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
+  if (e != NULL) {
+    snprintf(errstr, errstr_size, "begin_transaction: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    atomic_store(&pub->failed, true);
+    return TP_EKAFKA;
+  }
+  return TP_OK;
+}
+
+tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
+                                 const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
+                                 char *errstr, size_t errstr_size) {
+  uint64_t give_up = tp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+  if (offsets != NULL && offsets->cnt > 0) {
+    rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(consumer);
+    for (;;) {
+      rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(pub->rk, offsets, md, timeout_ms);
+      if (e == NULL)
+        break;
+      tp_err_t rc = txn_error(pub, "send_offsets_to_transaction", e, errstr, errstr_size);
+      if (rc != TP_EAGAIN || tp_mono_ns() > give_up) {
+        rd_kafka_consumer_group_metadata_destroy(md);
+        return rc;
+      }
+    }
+    rd_kafka_consumer_group_metadata_destroy(md);
+  }
+  for (;;) {
+    rd_kafka_error_t *e = rd_kafka_commit_transaction(pub->rk, timeout_ms);
+    if (e == NULL)
+      break;
+    tp_err_t rc = txn_error(pub, "commit_transaction", e, errstr, errstr_size);
+    if (rc != TP_EAGAIN || tp_mono_ns() > give_up)
+      return rc;
+  }
+  atomic_store(&pub->pending, 0);
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
+  if (e != NULL) {
+    snprintf(errstr, errstr_size, "begin_transaction: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    atomic_store(&pub->failed, true);
+    return TP_EKAFKA;
+  }
+  return TP_OK;
 }
 
 void tp_publisher_stop(tp_publisher_t *pub) { atomic_store(&pub->stopped, true); }

@@ -34,6 +34,10 @@ typedef struct {
  * @returns the publisher, or NULL with a message in errstr.
  */
 tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size);
+
+/** The transactional.id used when processing.transactional_id is empty:
+ *  "<group.id>-<host name>-<process id>". */
+void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size);
 void tp_publisher_destroy(tp_publisher_t *pub);
 
 /** Queue an alert keyed by touchpoint. @returns TP_OK or TP_ECLOSED. @thread any */
@@ -57,6 +61,47 @@ void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms);
  *          timeout, TP_EKAFKA when a delivery failed.
  */
 tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms);
+
+/*
+ * Transactions (processing.exactly_once). The publisher is then a
+ * transactional producer: alerts and dead letters go into an open
+ * transaction, and tp_publisher_txn_commit() adds the consumer's offsets to
+ * it, commits, and opens the next one, so a read_committed subscriber sees
+ * the alerts of exactly the input records whose offsets were committed.
+ * These calls block and belong to the coordinator, with the workers paused.
+ */
+
+/** @returns true when the publisher was created transactional. */
+bool tp_publisher_transactional(const tp_publisher_t *pub);
+
+/**
+ * @brief init_transactions (fencing older producers with the same
+ *        transactional.id, aborting what they left open) and begin the
+ *        first transaction. Retries retriable errors until timeout_ms.
+ * @returns TP_OK, or TP_EKAFKA with a message.
+ */
+tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, char *errstr,
+                                size_t errstr_size);
+
+/**
+ * @brief Commit the open transaction together with offsets (may be NULL or
+ *        empty) for the group of consumer, then begin the next one.
+ * @returns TP_OK; TP_EAGAIN when a retriable error persisted past
+ *          timeout_ms (the transaction is still open: call again);
+ *          TP_EKAFKA when the transaction had to be aborted (its alerts are
+ *          discarded; the caller must rewind its input to the committed
+ *          offsets) or the producer failed for good (tp_publisher_failed()).
+ */
+tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
+                                 const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
+                                 char *errstr, size_t errstr_size);
+
+/** Abort the open transaction and begin the next one (a lost assignment).
+ *  @returns TP_OK or TP_EKAFKA (the publisher failed). */
+tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size);
+
+/** Messages produced since the open transaction began (or since the last flush). */
+uint64_t tp_publisher_pending(const tp_publisher_t *pub);
 
 /** Make blocked produce calls return TP_ECLOSED. @thread any */
 void tp_publisher_stop(tp_publisher_t *pub);

@@ -166,6 +166,13 @@ size_t tp_state_foreach_row(tp_state_t *st, size_t max,
                             void (*cb)(const tp_state_row_t *row, void *opaque),
                             void *opaque);
 
+/**
+ * @brief How far back in event time a partition of src must be re-read to
+ *        rebuild its state: the longest window of its rules, the allowed
+ *        lateness and a step, plus support.ticket_ttl for support.
+ */
+int64_t tp_state_horizon_ms(const tp_state_t *st, tp_source_t src);
+
 /** Table sizes for /metrics. */
 size_t tp_state_touchpoints(const tp_state_t *st, tp_source_t src);
 size_t tp_state_max_touchpoints(const tp_state_t *st);

@@ -548,6 +548,14 @@ size_t tp_state_foreach_row(tp_state_t *st, size_t max,
   return c.n;
 }
 
+int64_t tp_state_horizon_ms(const tp_state_t *st, tp_source_t src) {
+  const tp_config_t *cfg = st->cfg;
+  int64_t h = st->kinds[src].max_window_ms + cfg->allowed_lateness_ms + cfg->step_ms;
+  if (src == TP_SRC_SUPPORT)
+    h += cfg->ticket_ttl_ms;
+  return h;
+}
+
 size_t tp_state_touchpoints(const tp_state_t *st, tp_source_t src) {
   return tp_table_size(st->kinds[src].table);
 }
