@@ -10,6 +10,13 @@ packages=(
   curl kcat prometheus python3
 )
 
+# The integration tests run a real Kafka broker (Java 17, jars fetched with
+# Maven) and Python test clients in a virtual environment. Machines that
+# already have them (from another source than Debian) are left alone.
+command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || packages+=(maven)
+python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -13,7 +13,9 @@
  * everything queued before it, so a crash never commits past an alert or a
  * dead letter that was not written.
  */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -311,6 +313,29 @@ static void *worker_main(void *arg) {
 static void rewind_all(tp_pipeline_t *pl);
 
 /*
+ * Fault injection for the crash tests (tests/integration): with
+ * TP_FAULT_KILL_AT_CHECKPOINT=N in the environment, the process kills itself
+ * (SIGKILL, no clean-up) at the Nth checkpoint that has alerts or dead
+ * letters pending, after the producer has delivered them and before the
+ * offsets are committed: the moment where a crash is most likely to lose or
+ * repeat an alert. Read once; unset in production.
+ */
+static void crash_point(tp_pipeline_t *pl) {
+  static long countdown = -1;
+  if (countdown == -1) {
+    const char *v = getenv("TP_FAULT_KILL_AT_CHECKPOINT");
+    countdown = v ? atol(v) : 0;
+  }
+  if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0)
+    return;
+  if (--countdown == 0) {
+    tp_publisher_flush(pl->pub, 30000);
+    tp_log_warn("TP_FAULT_KILL_AT_CHECKPOINT: killing the process after delivery, before commit");
+    raise(SIGKILL);
+  }
+}
+
+/*
  * Commit the processed offsets of ctxs together with everything produced
  * since the last checkpoint. Workers must be paused (or gone), so the cut is
  * consistent: every alert and dead letter queued so far was caused by
@@ -332,6 +357,7 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
   }
   bool ok = true;
   char err[512];
+  crash_point(pl);
   if (tp_publisher_transactional(pl->pub)) {
     if (list->cnt == 0 && tp_publisher_pending(pl->pub) == 0)
       goto done;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Integration tests against a real Apache Kafka broker (scripts/kafka.sh):
+# fetches the broker's jars on the first run, installs the independent test
+# clients (kafka-python, fastavro) into a virtual environment, and runs
+# tests/integration/cluster.py, which starts and always stops its brokers.
+# A broker that cannot start fails the run; nothing is skipped.
+#   tests/integration/run.sh path/to/touchpulse [--only NAME ...]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=$1
+shift
+
+venv=$root/build/itest-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+fi
+"$root/scripts/kafka.sh" fetch
+exec "$venv/bin/python" "$here/cluster.py" --bin "$bin" "$@"
