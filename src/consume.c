@@ -142,9 +142,10 @@ static pctx_t *find_ctx(worker_t *w, int src, int32_t partition) {
 }
 
 static void reject(worker_t *w, pctx_t *ctx, const rd_kafka_message_t *msg, tp_reject_t reason,
-                   const char *detail) {
+                   const char *detail, bool count) {
   tp_pipeline_t *pl = w->pl;
-  bump(&w->stats.rejected[ctx->src][reason]);
+  if (count)
+    bump(&w->stats.rejected[ctx->src][reason]);
   if (tp_log_enabled(TP_LOG_DEBUG))
     tp_log_debug("rejected %s[%d]@%lld: %s", pl->cfg->topics[ctx->src], (int)msg->partition,
                  (long long)msg->offset, detail);
@@ -194,7 +195,10 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
   if (ctx->restore_until >= 0 && msg->offset >= ctx->restore_until)
     finish_restore(pl, ctx);
   bool live = ctx->restore_until < 0;
-  if (live)
+  /* After a rewind, live records may be processed a second time: their
+   * alerts went out in an aborted transaction, but they were counted. */
+  bool count = live && msg->offset >= ctx->counted_until;
+  if (count)
     bump(&w->stats.consumed[src]);
   atomic_store_explicit(&ctx->at_eof, false, memory_order_relaxed);
   atomic_store_explicit(&ctx->last_record_ms, w->now, memory_order_relaxed);
@@ -225,7 +229,7 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
       reason = TP_REJECT_OUT_OF_RANGE;
       snprintf(detail, sizeof(detail), "out_of_range: occurred_at %lld is beyond what windows hold",
                (long long)ev.occurred_at);
-    } else if (live) {
+    } else if (count) {
       switch (r) {
       case TP_APPLY_OK: bump(&w->stats.applied[src]); break;
       case TP_APPLY_LATE: bump(&w->stats.late[src]); break;
@@ -235,10 +239,12 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
     }
   }
   if (reason != TP_REJECT_NONE && live)
-    reject(w, ctx, msg, reason, detail);
+    reject(w, ctx, msg, reason, detail, count);
   if (w->halted)
     return;
   ctx->next_offset = msg->offset + 1;
+  if (ctx->next_offset > ctx->counted_until)
+    ctx->counted_until = ctx->next_offset;
   atomic_store_explicit(&ctx->position, ctx->next_offset, memory_order_relaxed);
   if (!live) {
     bump(&ctx->restored);
@@ -594,6 +600,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     c->next_offset = -1;
     c->committed = committed->elems[i].offset >= 0 ? committed->elems[i].offset : -1;
     c->restore_until = -1;
+    c->counted_until = c->committed; /* the previous owner counted those */
     atomic_init(&c->position, c->committed);
     atomic_init(&c->last_record_ms, pl->now_ms());
     atomic_init(&c->high_offset, -1);

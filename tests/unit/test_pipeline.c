@@ -15,6 +15,7 @@
 #include "touchpulse/pipeline.h"
 
 #define PARTITIONS 2
+#define KAFKA_API_PRODUCE 0 /* the Kafka protocol's ApiKey of Produce */
 
 typedef struct {
   rd_kafka_t *rk; /* producer that owns the mock cluster */
@@ -231,10 +232,13 @@ static int cmp_rec(const void *a, const void *b) {
  * storing the offsets (rdkafka_mock_handlers.c), so transactional offsets
  * are checked against the real broker (tests/integration).
  */
-static void run_scenario(bool exactly_once) {
+static void run_scenario(bool exactly_once, rd_kafka_resp_err_t produce_error) {
   cluster_t c;
   cluster_init(&c);
   produce_scenario(&c);
+  /* The next Produce request is touchpulse's first alert or dead letter. */
+  if (produce_error)
+    rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_PRODUCE, 1, produce_error);
 
   char yaml[2048];
   snprintf(yaml, sizeof(yaml),
@@ -280,8 +284,19 @@ static void run_scenario(bool exactly_once) {
   cr_expect_eq(t.duplicates, 1, "duplicates %llu", (unsigned long long)t.duplicates);
   cr_expect_eq(t.late, 1, "late %llu", (unsigned long long)t.late);
   cr_expect_eq(t.rejected, 4, "rejected %llu", (unsigned long long)t.rejected);
-  cr_expect_eq(t.deadletters_delivered, 4);
+  if (!produce_error) /* an aborted transaction's dead letters were delivered, then discarded */
+    cr_expect_eq(t.deadletters_delivered, 4);
 
+  if (produce_error) {
+    /* The mock shows aborted records to read_committed readers (see the
+     * dead letters below): here only distinct ids can be compared. */
+    size_t u = 0;
+    qsort(got, n, sizeof(got[0]), cmp_rec);
+    for (size_t i = 0; i < n; i++)
+      if (u == 0 || strcmp(got[u - 1].alert_id, got[i].alert_id) != 0)
+        got[u++] = got[i];
+    n = u;
+  }
   cr_assert_eq(n, N_EXPECTED, "got %zu alerts, expected %zu", n, N_EXPECTED);
   /* Per touchpoint the topic holds them in window order... */
   for (size_t i = 0; i < n; i++)
@@ -312,19 +327,25 @@ static void run_scenario(bool exactly_once) {
 
   /* Dead letters: original bytes, reason and provenance in headers. */
   rd = reader(&c, "cx.deadletter");
-  const char *reasons[4] = {0};
+  const char *reasons[16] = {0};
   size_t nd = 0;
+  /* Until four arrived, then a second more: a fifth would be one too many. */
   deadline = tp_mono_ns() + 20ull * 1000000000ull;
-  while (nd < 4 && tp_mono_ns() < deadline) {
+  uint64_t extra = 0;
+  while (tp_mono_ns() < deadline && (extra == 0 || tp_mono_ns() < extra)) {
+    if (nd >= 4 && extra == 0)
+      extra = tp_mono_ns() + 1000000000ull;
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 100);
     if (m == NULL)
       continue;
     rd_kafka_headers_t *h = NULL;
     const void *v;
     size_t vl;
-    if (!m->err && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (!m->err && nd >= 16) {
+      nd++; /* far too many */
+    } else if (!m->err && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(h, "error", &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      static char copies[4][256];
+      static char copies[16][256];
       snprintf(copies[nd], sizeof(copies[nd]), "%.*s", (int)vl, (const char *)v);
       reasons[nd] = copies[nd];
       nd++;
@@ -336,11 +357,18 @@ static void run_scenario(bool exactly_once) {
   }
   rd_kafka_consumer_close(rd);
   rd_kafka_destroy(rd);
-  cr_assert_eq(nd, 4);
+  /* librdkafka 2.0.2's mock broker never lists aborted transactions in a
+   * fetch (rdkafka_mock_handlers.c), so after an abort its read_committed
+   * readers also see the aborted dead letters; the real broker tests check
+   * that they stay invisible. */
+  if (produce_error)
+    cr_assert_geq(nd, 4);
+  else
+    cr_assert_eq(nd, 4);
   const char *want[] = {"truncated:", "out_of_range:", "bad_touchpoint:", "empty"};
   for (size_t w = 0; w < 4; w++) {
     bool found = false;
-    for (size_t i = 0; i < nd; i++)
+    for (size_t i = 0; i < nd && i < 16; i++)
       found = found || strncmp(reasons[i], want[w], strlen(want[w])) == 0;
     cr_expect(found, "no dead letter with reason %s", want[w]);
   }
@@ -379,12 +407,19 @@ done:
 
 Test(pipeline, scripted_scenario_gives_exactly_the_expected_alerts_at_least_once,
      .timeout = 240) {
-  run_scenario(false);
+  run_scenario(false, RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 Test(pipeline, scripted_scenario_gives_exactly_the_expected_alerts_in_transactions,
      .timeout = 240) {
-  run_scenario(true);
+  run_scenario(true, RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* A produce that fails for good makes the transaction abort: its alerts are
+ * discarded, every partition rewinds to its committed offset and is
+ * processed again, and the subscriber still sees each alert exactly once. */
+Test(pipeline, an_aborted_transaction_rewinds_and_loses_or_repeats_nothing, .timeout = 240) {
+  run_scenario(true, RD_KAFKA_RESP_ERR_INVALID_RECORD);
 }
 
 /* ---- idle partitions ------------------------------------------------------ */
