@@ -85,8 +85,9 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
   e->touchpoint = e->key + TP_KEY_PREFIX;
   e->tp_len = (uint16_t)ev->touchpoint.len;
   e->last_eval = 0;
-  e->sc_stage = ev->stage;
-  e->sc_channel = ev->channel;
+  /* Nothing seen before any window end yet: the schema's defaults. */
+  e->sc_stage = TP_STAGE_UNKNOWN;
+  e->sc_channel = TP_CHANNEL_OTHER;
   e->rules = (tp_rule_state_t *)(block + l.off_rules);
   e->sums = (tp_agg_t *)(block + l.off_sums);
   e->pub_phase = (_Atomic uint8_t *)(block + l.off_phase);
@@ -98,8 +99,8 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
     atomic_init(&e->pub_value[i], nan);
   for (size_t r = 0; r < kind->n_rules; r++)
     e->rules[r].matches = tp_rule_matches(kind->rules[r], e->touchpoint, e->tp_len);
-  atomic_init(&e->pub_stage, ev->stage);
-  atomic_init(&e->pub_channel, ev->channel);
+  atomic_init(&e->pub_stage, e->sc_stage);
+  atomic_init(&e->pub_channel, e->sc_channel);
   return e;
 }
 
@@ -252,16 +253,15 @@ static void apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
     if (tk->min_reply_at == TP_NONE_MS || t < tk->min_reply_at)
       tk->min_reply_at = t;
     /* The first reply applied after the OPENED is the one measured; a reply
-     * read before its ticket's OPENED cannot be timed. */
-    if (tk->first_reply_at == TP_NONE_MS) {
+     * read before its ticket's OPENED cannot be timed, and does not stop
+     * the next one from being the first. */
+    if (tk->first_reply_at == TP_NONE_MS && tk->opened_at != TP_NONE_MS) {
       tk->first_reply_at = t;
-      if (tk->opened_at != TP_NONE_MS) {
-        uint64_t v = since(t, tk->opened_at);
-        b->fr_n++;
-        b->fr_sum += v;
-        if (tp_shist_add(&b->fr, v) != TP_OK)
-          bump(&p->stats.overflow);
-      }
+      uint64_t v = since(t, tk->opened_at);
+      b->fr_n++;
+      b->fr_sum += v;
+      if (tp_shist_add(&b->fr, v) != TP_OK)
+        bump(&p->stats.overflow);
     }
     break;
   case TP_SUPPORT_RESOLVED:

@@ -185,6 +185,17 @@ Test(metrics, first_response_counts_in_the_window_of_the_reply) {
   fx_free(f);
 }
 
+Test(metrics, a_reply_read_before_its_opened_leaves_the_next_reply_first) {
+  fixture_t *f = fx_new("windows: {step: 1m, allowed_lateness: 30s, idle_timeout: 0s}\n",
+                        TP_SRC_SUPPORT, 0);
+  sup(f, "r0", T0 + 10000, "A", TP_SUPPORT_AGENT_REPLIED); /* read before OPENED */
+  sup(f, "o", T0 + 5000, "A", TP_SUPPORT_OPENED);           /* within lateness */
+  sup(f, "r1", T0 + 300000, "A", TP_SUPPORT_AGENT_REPLIED);
+  tp_part_advance(f->part, T0 + 10 * MIN_MS);
+  expect_value(f, TP_SRC_SUPPORT, "support.chat", TP_METRIC_FIRST_RESPONSE_MS_MEAN, 295000, 1);
+  fx_free(f);
+}
+
 Test(metrics, resolution_time_and_first_contact_resolution) {
   fixture_t *f = fx_new(base_yaml, TP_SRC_SUPPORT, 0);
   sup(f, "a1", T0, "A", TP_SUPPORT_OPENED);
