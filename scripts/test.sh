@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install what is needed, build touchpulse and run the whole test suite:
 #   1. every suite under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   2. the concurrent suites (table, pipeline) under ThreadSanitizer;
-#   3. the benchmarks are built (not timed: CI machines are noisy).
+#   2. the integration tests against a real Kafka broker (ASan build);
+#   3. the concurrent suites (table, pipeline, HTTP) under ThreadSanitizer;
+#   4. the benchmarks are built (not timed: CI machines are noisy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 
 jobs=$(nproc)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tsan.supp}
 
@@ -16,6 +18,9 @@ echo "== build (ASan+UBSan)"
 scripts/build.sh asan
 echo "== tests (ASan+UBSan)"
 ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+echo "== integration tests (real Kafka broker)"
+tests/integration/run.sh build/asan/touchpulse
 
 echo "== build (TSan)"
 scripts/build.sh tsan

@@ -507,6 +507,8 @@ static void restore_plan(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int64_t *st
  */
 static void rewind_all(tp_pipeline_t *pl) {
   size_t n = pl->n_ctx;
+  if (n == 0)
+    return; /* everything was lost: the next assignment restores it */
   int64_t *start = tp_calloc(n + 1, sizeof(*start));
   rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new((int)n + 1);
   if (start == NULL) {

@@ -188,9 +188,11 @@ class Test:
             raise RuntimeError(f"scenario.py failed:\n{out}")
         self.figures["scenario"] = out.strip().splitlines()[-1]
 
-    def verify(self, timeout=120):
+    def verify(self, timeout=120, metrics_url=None):
         result = check.check(self.broker.bootstrap, os.path.join(self.work, "expected.json"),
-                             timeout)
+                             timeout, metrics_url=metrics_url)
+        if not result["ok"]:
+            print("\n".join(result["details"][:30]), flush=True)
         for inst in self.instances:
             if inst.alive():
                 self.figures["rebalances"] += int(inst.metric("touchpulse_rebalances_total"))
@@ -213,16 +215,60 @@ class Test:
 
 # ---- the tests ----------------------------------------------------------------
 
+def series(body, name):
+    """{labels: value} of one metric family in a Prometheus exposition."""
+    out = {}
+    for line in body.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, value = line.rsplit(" ", 1)
+            out[key[len(name):]] = float(value)
+    return out
+
+
+def committed_equals_end(bootstrap, group):
+    """True when the group's committed offset is the log end everywhere."""
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    tps = [TopicPartition(t, p) for t, n in TOPICS[:3] for p in range(n)]
+    ends = consumer.end_offsets(tps)
+    committed = {tp: consumer.committed(tp) for tp in tps}
+    consumer.close(autocommit=False)
+    bad = [(tp, committed[tp], ends[tp]) for tp in tps
+           if ends[tp] > 0 and committed[tp] != ends[tp]]
+    for tp, c, e in bad:
+        print(f"committed offset of {tp.topic}[{tp.partition}] is {c}, log end {e}", flush=True)
+    return not bad
+
+
 def t_single(args):
-    """One instance, the whole scenario."""
+    """One instance, the whole scenario; lag, watermarks, graceful stop."""
     with Test(args, "single") as t:
         t.produce()
         a = t.instance()
         a.wait_ready()
-        ok = t.verify()
-        rc, secs = a.term()
+        # One instance read everything from offset 0: its counters must
+        # equal the reference's too.
+        ok = t.verify(metrics_url=f"http://127.0.0.1:{a.port}/metrics")
+        _, body = a.get("/metrics")
+        lag = series(body, "touchpulse_consumer_lag")
+        checks = {
+            "lag on every input partition": len(lag) == 3 * PARTITIONS,
+            "lag back to zero": sum(lag.values()) == 0,
+            "a watermark per partition": len(series(body, "touchpulse_partition_watermark_seconds"))
+            == 3 * PARTITIONS,
+            "the processor's watermark": len(series(body, "touchpulse_watermark_seconds")) == 1,
+            "no partition restoring": sum(series(body, "touchpulse_partition_restoring").values())
+            == 0,
+            "rebalances counted": sum(series(body, "touchpulse_rebalances_total").values()) >= 1,
+        }
+        for what, good in checks.items():
+            if not good:
+                print(f"single: /metrics: {what} failed", flush=True)
+        rc, secs = a.term(timeout=60)
         t.figures["sigterm"] = f"exit {rc} in {secs:.1f} s"
-        return t, ok and rc == 0
+        offsets_ok = committed_equals_end(t.broker.bootstrap, "tp-single")
+        return t, ok and all(checks.values()) and rc == 0 and offsets_ok
 
 
 def t_scale_out(args):
