@@ -284,6 +284,27 @@ static void check_idle(worker_t *w) {
       tp_part_advance(w->ctxs[i]->part, lowest);
 }
 
+/*
+ * A batch of up to max records from the worker's queue, waiting at most
+ * timeout_ms for the first. Built from single-message calls on purpose:
+ * librdkafka 2.0.2's rd_kafka_consume_batch_queue() can lose messages when a
+ * rebalance (or pause, resume, seek) runs in parallel with it (a known issue
+ * of that release, fixed in 2.1.0), and Debian ships 2.0.2. The integration
+ * tests caught it as skipped offsets on partitions an instance kept while
+ * others moved.
+ */
+static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_message_t **msgs,
+                            size_t max) {
+  size_t n = 0;
+  for (rd_kafka_message_t *m = rd_kafka_consume_queue(q, timeout_ms); m != NULL;
+       m = rd_kafka_consume_queue(q, 0)) {
+    msgs[n++] = m;
+    if (n == max)
+      break;
+  }
+  return n;
+}
+
 static void *worker_main(void *arg) {
   worker_t *w = arg;
   tp_pipeline_t *pl = w->pl;
@@ -291,14 +312,14 @@ static void *worker_main(void *arg) {
   while (!atomic_load(&pl->workers_quit) && !w->halted) {
     worker_barrier(w);
     w->rewind_gen = atomic_load(&pl->rewind_gen);
-    ssize_t n = rd_kafka_consume_batch_queue(w->q, POLL_MS, msgs, BATCH);
+    size_t n = consume_batch(w->q, POLL_MS, msgs, BATCH);
     /* A pause may have changed this worker's partitions: take it before
      * touching the batch, whose records of revoked partitions are dropped,
      * and all of it when the partitions were rewound meanwhile. */
     worker_barrier(w);
     bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen;
     w->now = pl->now_ms();
-    for (ssize_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
       if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
         process(w, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);
@@ -342,6 +363,26 @@ static void crash_point(tp_pipeline_t *pl) {
 }
 
 /*
+ * Fault injection: with TP_FAULT_ABORT_AT_CHECKPOINT=N, the Nth checkpoint
+ * that has alerts or dead letters pending aborts its transaction instead of
+ * committing it, as an abortable broker error would. @returns true then.
+ */
+static bool abort_point(tp_pipeline_t *pl) {
+  static long countdown = -1;
+  if (countdown == -1) {
+    const char *v = getenv("TP_FAULT_ABORT_AT_CHECKPOINT");
+    countdown = v ? atol(v) : 0;
+  }
+  if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0 || --countdown > 0)
+    return false;
+  char err[256];
+  tp_log_warn("TP_FAULT_ABORT_AT_CHECKPOINT: aborting the transaction");
+  if (tp_publisher_txn_abort(pl->pub, err, sizeof(err)) != TP_OK)
+    set_failed(pl, err);
+  return true;
+}
+
+/*
  * Commit the processed offsets of ctxs together with everything produced
  * since the last checkpoint. Workers must be paused (or gone), so the cut is
  * consistent: every alert and dead letter queued so far was caused by
@@ -353,13 +394,52 @@ static void crash_point(tp_pipeline_t *pl) {
  * At-least-once: flush the producer, then commit the offsets.
  * @returns true when committed, or when there was nothing to commit.
  */
+/* Commit metadata: the partition's watermark at the committed offset, so a
+ * successor knows from where in event time to rebuild (restore_plan). */
+#define WM_META_PREFIX "touchpulse wm="
+
+static void set_wm_metadata(rd_kafka_topic_partition_t *tp, int64_t wm) {
+  char buf[64];
+  int len = snprintf(buf, sizeof(buf), WM_META_PREFIX "%lld", (long long)wm);
+  /* librdkafka frees it with the list; it must come from malloc. */
+  tp->metadata = malloc((size_t)len);
+  if (tp->metadata != NULL) {
+    memcpy(tp->metadata, buf, (size_t)len);
+    tp->metadata_size = (size_t)len;
+  }
+}
+
+static int64_t wm_from_metadata(const rd_kafka_topic_partition_t *tp) {
+  size_t plen = sizeof(WM_META_PREFIX) - 1;
+  char buf[64];
+  if (tp->metadata == NULL || tp->metadata_size <= plen || tp->metadata_size >= sizeof(buf))
+    return INT64_MIN;
+  memcpy(buf, tp->metadata, tp->metadata_size);
+  buf[tp->metadata_size] = '\0';
+  char *end = NULL;
+  long long v = strtoll(buf + plen, &end, 10);
+  return strncmp(buf, WM_META_PREFIX, plen) == 0 && end && *end == '\0' ? (int64_t)v : INT64_MIN;
+}
+
+static void committed_all(pctx_t **ctxs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (ctxs[i]->next_offset > ctxs[i]->committed) {
+      ctxs[i]->committed = ctxs[i]->next_offset;
+      ctxs[i]->committed_wm = tp_part_watermark(ctxs[i]->part);
+    }
+  }
+}
+
 static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms) {
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n + 1);
   for (size_t i = 0; i < n; i++) {
     pctx_t *c = ctxs[i];
-    if (c->next_offset > c->committed)
-      rd_kafka_topic_partition_list_add(list, pl->cfg->topics[c->src], c->partition)->offset =
-          c->next_offset;
+    if (c->next_offset > c->committed) {
+      rd_kafka_topic_partition_t *tp =
+          rd_kafka_topic_partition_list_add(list, pl->cfg->topics[c->src], c->partition);
+      tp->offset = c->next_offset;
+      set_wm_metadata(tp, tp_part_watermark(c->part));
+    }
   }
   bool ok = true;
   char err[512];
@@ -367,11 +447,15 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
   if (tp_publisher_transactional(pl->pub)) {
     if (list->cnt == 0 && tp_publisher_pending(pl->pub) == 0)
       goto done;
+    if (abort_point(pl)) {
+      atomic_fetch_add(&pl->txn_aborts, 1);
+      rewind_all(pl);
+      ok = false;
+      goto done;
+    }
     tp_err_t rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
     if (rc == TP_OK) {
-      for (size_t i = 0; i < n; i++)
-        if (ctxs[i]->next_offset > ctxs[i]->committed)
-          ctxs[i]->committed = ctxs[i]->next_offset;
+      committed_all(ctxs, n);
       atomic_fetch_add(&pl->commits, 1);
     } else if (rc == TP_EAGAIN) {
       atomic_fetch_add(&pl->checkpoints_skipped, 1);
@@ -403,9 +487,7 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
     } else {
       rd_kafka_resp_err_t e = rd_kafka_commit(pl->rk, list, 0);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (size_t i = 0; i < n; i++)
-          if (ctxs[i]->next_offset > ctxs[i]->committed)
-            ctxs[i]->committed = ctxs[i]->next_offset;
+        committed_all(ctxs, n);
         atomic_fetch_add(&pl->commits, 1);
       } else if (e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         atomic_fetch_add(&pl->commit_failures, 1);
@@ -457,21 +539,26 @@ static void ctx_destroy(tp_pipeline_t *pl, pctx_t *c) {
 
 /*
  * Where each partition of ctxs starts reading: SPEC's state restore. A
- * partition with a committed offset C re-reads from the first record whose
- * timestamp lies within its topic's horizon (tp_state_horizon_ms) of now, up
- * to C, with alerts and dead letters suppressed; from C on it is live. When
- * the broker cannot say where that is, it re-reads from the beginning:
- * slower, never wrong. A partition without a committed offset starts at
- * auto.offset.reset and is live at once.
+ * partition with a committed offset C re-reads, with alerts and dead letters
+ * suppressed, from the first record whose timestamp is at least W - horizon
+ * - windows.max_future_skew, where W is the partition's watermark at C
+ * (stored with the offset) and the horizon covers everything that state can
+ * still depend on (tp_state_horizon_ms); from C on it is live. Records are
+ * written no earlier than their event time minus the allowed skew, so this
+ * holds whether producers stamp records with event time or send time. When W
+ * is unknown (offsets committed by something else) or the broker cannot say
+ * where that is, it re-reads from the beginning: slower, never wrong. A
+ * partition without a committed offset starts at auto.offset.reset and is
+ * live at once.
  * @param start receives the offset to read from, per ctx.
  */
 static void restore_plan(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int64_t *start) {
   rd_kafka_topic_partition_list_t *times = rd_kafka_topic_partition_list_new((int)n + 1);
-  int64_t now = pl->now_ms();
   for (size_t i = 0; i < n; i++)
-    if (ctxs[i]->committed > 0)
+    if (ctxs[i]->committed > 0 && ctxs[i]->committed_wm != INT64_MIN)
       rd_kafka_topic_partition_list_add(times, pl->cfg->topics[ctxs[i]->src], ctxs[i]->partition)
-          ->offset = now - tp_state_horizon_ms(pl->st, ctxs[i]->src);
+          ->offset = TP_MAX(0, ctxs[i]->committed_wm - tp_state_horizon_ms(pl->st, ctxs[i]->src) -
+                                   pl->cfg->max_future_skew_ms);
   rd_kafka_resp_err_t err = times->cnt ? rd_kafka_offsets_for_times(pl->rk, times, 30000)
                                        : RD_KAFKA_RESP_ERR_NO_ERROR;
   if (err)
@@ -543,6 +630,13 @@ static void rewind_all(tp_pipeline_t *pl) {
     rd_kafka_error_destroy(e);
     set_failed(pl, err);
   }
+  for (int i = 0; e == NULL && i < seek->cnt; i++) {
+    if (seek->elems[i].err) {
+      snprintf(err, sizeof(err), "rewind %s[%d]: %s", seek->elems[i].topic,
+               (int)seek->elems[i].partition, rd_kafka_err2str(seek->elems[i].err));
+      set_failed(pl, err);
+    }
+  }
 out:
   tp_free(start);
   rd_kafka_topic_partition_list_destroy(seek);
@@ -601,6 +695,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     c->worker = best;
     c->next_offset = -1;
     c->committed = committed->elems[i].offset >= 0 ? committed->elems[i].offset : -1;
+    c->committed_wm = wm_from_metadata(&committed->elems[i]);
     c->restore_until = -1;
     c->counted_until = c->committed; /* the previous owner counted those */
     atomic_init(&c->position, c->committed);

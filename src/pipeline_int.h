@@ -29,6 +29,7 @@ typedef struct pctx_s {
   rd_kafka_queue_t *pq;       /* the partition's queue, forwarded to the worker */
   int64_t next_offset;        /* offset after the last record fully processed; -1 none */
   int64_t committed;          /* committed for the group (read at assignment, then ours); -1 none */
+  int64_t committed_wm;       /* the watermark stored with it (commit metadata); INT64_MIN none */
   int64_t restore_until;      /* records below it rebuild state silently; -1 when live */
   int64_t counted_until;      /* records below it were counted already (restore, rewind) */
   _Atomic int64_t position;   /* next_offset, for /metrics */

@@ -249,6 +249,10 @@ tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms) {
 bool tp_publisher_transactional(const tp_publisher_t *pub) { return pub->transactional; }
 
 tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
+  /* Aborting while the producer is still registering partitions with the
+   * transaction can make the broker refuse EndTxn with INVALID_TXN_STATE,
+   * a fatal error (librdkafka issue #4849). Let those requests finish. */
+  rd_kafka_flush(pub->rk, 30000);
   rd_kafka_error_t *e = rd_kafka_abort_transaction(pub->rk, 30000);
   if (e == NULL)
     e = rd_kafka_begin_transaction(pub->rk);

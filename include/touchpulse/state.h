@@ -167,9 +167,10 @@ size_t tp_state_foreach_row(tp_state_t *st, size_t max,
                             void *opaque);
 
 /**
- * @brief How far back in event time a partition of src must be re-read to
- *        rebuild its state: the longest window of its rules, the allowed
- *        lateness and a step, plus support.ticket_ttl for support.
+ * @brief How far back in event time, from the watermark, a partition of src
+ *        must be re-read to rebuild its state: the longest window of its
+ *        rules, the allowed lateness and the longest `for` in steps, plus
+ *        support.ticket_ttl for support.
  */
 int64_t tp_state_horizon_ms(const tp_state_t *st, tp_source_t src);
 

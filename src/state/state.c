@@ -550,7 +550,13 @@ size_t tp_state_foreach_row(tp_state_t *st, size_t max,
 
 int64_t tp_state_horizon_ms(const tp_state_t *st, tp_source_t src) {
   const tp_config_t *cfg = st->cfg;
-  int64_t h = st->kinds[src].max_window_ms + cfg->allowed_lateness_ms + cfg->step_ms;
+  const tp_kind_t *kind = &st->kinds[src];
+  /* A PENDING streak of `for` evaluations reaches back as many steps. */
+  int64_t max_for = 1;
+  for (size_t r = 0; r < kind->n_rules; r++)
+    if (kind->rules[r]->for_count > max_for)
+      max_for = kind->rules[r]->for_count;
+  int64_t h = kind->max_window_ms + cfg->allowed_lateness_ms + max_for * cfg->step_ms;
   if (src == TP_SRC_SUPPORT)
     h += cfg->ticket_ttl_ms;
   return h;

@@ -334,6 +334,18 @@ def t_crash_before_commit(args):
         return t, t.verify() and kills == 3
 
 
+def t_abort(args):
+    """Transactions aborted at three checkpoints: the input is rewound each time."""
+    with Test(args, "abort") as t:
+        t.produce()
+        a = t.instance(env={"TP_FAULT_ABORT_AT_CHECKPOINT": "2"})
+        a.wait_ready()
+        ok = t.verify()
+        aborts = int(a.metric("touchpulse_transaction_aborts_total"))
+        t.figures["aborts"] = aborts
+        return t, ok and aborts == 1
+
+
 def t_broker_restart(args):
     """The broker restarts while touchpulse is processing."""
     with Test(args, "broker-restart") as t:
@@ -347,7 +359,7 @@ def t_broker_restart(args):
 
 
 TESTS = {"single": t_single, "scale3": t_scale_out, "rebalance": t_rebalance,
-         "crash": t_crash, "crash-commit": t_crash_before_commit,
+         "crash": t_crash, "crash-commit": t_crash_before_commit, "abort": t_abort,
          "broker-restart": t_broker_restart}
 
 
