@@ -17,4 +17,16 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavr
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
 "$root/scripts/kafka.sh" fetch
-exec "$venv/bin/python" "$here/cluster.py" --bin "$bin" "$@"
+
+# Every test's folder (and broker) lives under one root, so whatever happens
+# to cluster.py, no broker outlives the run.
+export TMPDIR
+TMPDIR=$(mktemp -d -t tp-it.XXXXXX)
+cleanup() {
+  for d in "$TMPDIR"/*/kafka; do
+    [ -d "$d" ] && "$root/scripts/kafka.sh" stop "$d" || true
+  done
+  rm -rf "$TMPDIR"
+}
+trap cleanup EXIT
+"$venv/bin/python" "$here/cluster.py" --bin "$bin" "$@"
