@@ -165,6 +165,28 @@ static void finish_restore(tp_pipeline_t *pl, pctx_t *ctx) {
               (unsigned long long)atomic_load(&ctx->restored), (long long)ctx->next_offset);
 }
 
+const int64_t tp_latency_bounds_ms[TP_LATENCY_BUCKETS] = {1,    5,    10,    25,    50,
+                                                          100,  250,  500,   1000,  2500,
+                                                          5000, 10000, 30000, 60000, 300000};
+
+/* A live record's time from its Kafka timestamp (producer's CreateTime or
+ * the broker's LogAppendTime) to its processing. A timestamp ahead of the
+ * clock counts as 0. */
+static void observe_latency(worker_t *w, int src, const rd_kafka_message_t *msg) {
+  int64_t ts = rd_kafka_message_timestamp(msg, NULL);
+  if (ts < 0)
+    return;
+  int64_t ms = w->now > ts ? w->now - ts : 0;
+  int b = 0;
+  while (b < TP_LATENCY_BUCKETS && ms > tp_latency_bounds_ms[b])
+    b++;
+  bump(&w->stats.latency[src][b]);
+  atomic_store_explicit(&w->stats.latency_sum_ms[src],
+                        atomic_load_explicit(&w->stats.latency_sum_ms[src], memory_order_relaxed) +
+                            (uint64_t)ms,
+                        memory_order_relaxed);
+}
+
 static void process(worker_t *w, rd_kafka_message_t *msg) {
   tp_pipeline_t *pl = w->pl;
   const tp_config_t *cfg = pl->cfg;
@@ -242,6 +264,8 @@ static void process(worker_t *w, rd_kafka_message_t *msg) {
     reject(w, ctx, msg, reason, detail, count);
   if (w->halted)
     return;
+  if (count)
+    observe_latency(w, src, msg);
   ctx->next_offset = msg->offset + 1;
   if (ctx->next_offset > ctx->counted_until)
     ctx->counted_until = ctx->next_offset;
@@ -828,6 +852,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   }
 }
 
+static int consumer_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  (void)rk;
+  tp_kstats_update(((tp_pipeline_t *)opaque)->kstats, json, len);
+  return 0; /* librdkafka frees json */
+}
+
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   tp_pipeline_t *pl = opaque;
   atomic_fetch_add(&pl->consumer_errors, 1);
@@ -934,7 +964,8 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   if (tp_decode_check_schemas(errstr, errstr_size) != TP_OK)
     goto err;
   pl->alerts_by_rule = tp_calloc(cfg->n_rules * 2 + 1, sizeof(*pl->alerts_by_rule));
-  if (pl->alerts_by_rule == NULL) {
+  pl->kstats = tp_kstats_new("consumer");
+  if (pl->alerts_by_rule == NULL || pl->kstats == NULL) {
     snprintf(errstr, errstr_size, "pipeline: out of memory");
     goto err;
   }
@@ -951,6 +982,7 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
   rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err));
   rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
+  rd_kafka_conf_set(conf, "statistics.interval.ms", TP_KAFKA_STATS_INTERVAL_MS, err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, false, errstr, errstr_size) != TP_OK)
     goto err;
   /* ...and the ones the offset and idle logic depend on, which it may not. */
@@ -970,6 +1002,7 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
   rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+  rd_kafka_conf_set_stats_cb(conf, consumer_stats_cb);
   pl->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
   if (pl->rk == NULL) {
     snprintf(errstr, errstr_size, "consumer: %s", err);
@@ -1062,6 +1095,7 @@ void tp_pipeline_destroy(tp_pipeline_t *pl) {
   if (pl->rk)
     rd_kafka_destroy(pl->rk);
   tp_publisher_destroy(pl->pub);
+  tp_kstats_destroy(pl->kstats);
   tp_state_destroy(pl->st);
   tp_free(pl->workers);
   tp_free(pl->ctxs);
@@ -1092,6 +1126,12 @@ void tp__pipeline_sum(tp_pipeline_t *pl, tp_pipeline_sums_t *s) {
       s->overflow[src] += atomic_load_explicit(&w->overflow[src], memory_order_relaxed);
       for (int r = 1; r < TP_REJECT_COUNT; r++)
         s->rejected[src][r] += atomic_load_explicit(&w->rejected[src][r], memory_order_relaxed);
+      uint64_t cum = 0;
+      for (int b = 0; b <= TP_LATENCY_BUCKETS; b++) {
+        cum += atomic_load_explicit(&w->latency[src][b], memory_order_relaxed);
+        s->latency[src][b] += cum;
+      }
+      s->latency_sum_ms[src] += atomic_load_explicit(&w->latency_sum_ms[src], memory_order_relaxed);
     }
   }
 }

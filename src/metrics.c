@@ -108,17 +108,16 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
   family(out, "touchpulse_touchpoints", "gauge",
          "Touchpoints held in the state table of an input topic.");
   for (int src = 0; src < TP_SRC_COUNT; src++)
-    tp_buf_printf(out, "touchpulse_touchpoints{topic=\"%s\"} %zu\n", cfg->topics[src],
-                  tp_state_touchpoints(pl->st, (tp_source_t)src));
+    sample_topic(out, "touchpulse_touchpoints", cfg->topics[src],
+                 tp_state_touchpoints(pl->st, (tp_source_t)src));
   family(out, "touchpulse_touchpoints_capacity", "gauge",
          "state.max_touchpoints: the most touchpoints kept per input topic.");
   tp_buf_printf(out, "touchpulse_touchpoints_capacity %zu\n", tp_state_max_touchpoints(pl->st));
   family(out, "touchpulse_touchpoints_overflow_total", "counter",
          "New touchpoints refused because the table was full.");
   for (int src = 0; src < TP_SRC_COUNT; src++)
-    tp_buf_printf(out, "touchpulse_touchpoints_overflow_total{topic=\"%s\"} %llu\n",
-                  cfg->topics[src],
-                  (unsigned long long)tp_state_table_overflow(pl->st, (tp_source_t)src));
+    sample_topic(out, "touchpulse_touchpoints_overflow_total", cfg->topics[src],
+                 tp_state_table_overflow(pl->st, (tp_source_t)src));
 
   family(out, "touchpulse_partitions_assigned", "gauge", "Input partitions assigned to this instance.");
   tp_buf_printf(out, "touchpulse_partitions_assigned %d\n", atomic_load(&pl->n_assigned));
@@ -191,4 +190,29 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
                 (unsigned long long)atomic_load(&pl->consumer_errors));
   family(out, "touchpulse_ready", "gauge", "1 once partitions are assigned and state is live.");
   tp_buf_printf(out, "touchpulse_ready %d\n", tp_pipeline_ready(pl) ? 1 : 0);
+
+  family(out, "touchpulse_processing_latency_seconds", "histogram",
+         "Time from a record's Kafka timestamp to its processing (live records).");
+  for (int src = 0; src < TP_SRC_COUNT; src++) {
+    tp_buf_t esc = TP_BUF_INIT;
+    tp_buf_prom_escape(&esc, cfg->topics[src], strlen(cfg->topics[src]));
+    const char *topic = esc.data ? esc.data : "";
+    for (int b = 0; b < TP_LATENCY_BUCKETS; b++)
+      tp_buf_printf(out, "touchpulse_processing_latency_seconds_bucket{topic=\"%s\",le=\"%g\"} %llu\n",
+                    topic, (double)tp_latency_bounds_ms[b] / 1000.0,
+                    (unsigned long long)s.latency[src][b]);
+    uint64_t count = s.latency[src][TP_LATENCY_BUCKETS];
+    tp_buf_printf(out, "touchpulse_processing_latency_seconds_bucket{topic=\"%s\",le=\"+Inf\"} %llu\n",
+                  topic, (unsigned long long)count);
+    tp_buf_printf(out, "touchpulse_processing_latency_seconds_sum{topic=\"%s\"} %.3f\n", topic,
+                  (double)s.latency_sum_ms[src] / 1000.0);
+    tp_buf_printf(out, "touchpulse_processing_latency_seconds_count{topic=\"%s\"} %llu\n", topic,
+                  (unsigned long long)count);
+    tp_buf_free(&esc);
+  }
+
+  tp_kstats_t *clients[2] = {pl->kstats, tp_publisher_kstats(pl->pub)};
+  tp_kstats_metrics(clients, 2, out);
+
+  tp_state_export_metrics(pl->st, (size_t)cfg->metrics_max_touchpoints, out);
 }

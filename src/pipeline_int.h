@@ -41,6 +41,11 @@ typedef struct pctx_s {
   _Atomic int64_t high_offset; /* high watermark from the last EOF or stats */
 } pctx_t;
 
+/* Upper bounds of the processing latency histogram's buckets, in ms
+ * (Kafka timestamps have millisecond resolution). */
+#define TP_LATENCY_BUCKETS 15
+extern const int64_t tp_latency_bounds_ms[TP_LATENCY_BUCKETS];
+
 /* Per-worker counters: single writer, read by /metrics. One cache line
  * apart so workers never share a line. */
 typedef struct {
@@ -51,6 +56,10 @@ typedef struct {
   _Atomic uint64_t overflow[TP_SRC_COUNT];
   _Atomic uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
   _Atomic uint64_t batches;
+  /* touchpulse_processing_latency_seconds: per bucket (not cumulative), the
+   * last one +Inf; sum in milliseconds. */
+  _Atomic uint64_t latency[TP_SRC_COUNT][TP_LATENCY_BUCKETS + 1];
+  _Atomic uint64_t latency_sum_ms[TP_SRC_COUNT];
 } __attribute__((aligned(TP_CACHELINE))) wstats_t;
 
 typedef struct worker_s {
@@ -108,6 +117,7 @@ struct tp_pipeline_s {
   _Atomic uint64_t txn_aborts, restored_total;
   _Atomic uint64_t rebalances_assign, rebalances_revoke;
   _Atomic uint64_t consumer_errors;
+  tp_kstats_t *kstats; /* the consumer's librdkafka statistics */
 };
 
 /** The workers' counters summed (any thread). */
@@ -115,6 +125,8 @@ typedef struct {
   uint64_t consumed[TP_SRC_COUNT], applied[TP_SRC_COUNT], late[TP_SRC_COUNT];
   uint64_t duplicates[TP_SRC_COUNT], overflow[TP_SRC_COUNT];
   uint64_t rejected[TP_SRC_COUNT][TP_REJECT_COUNT];
+  uint64_t latency[TP_SRC_COUNT][TP_LATENCY_BUCKETS + 1]; /* cumulative */
+  uint64_t latency_sum_ms[TP_SRC_COUNT];
 } tp_pipeline_sums_t;
 void tp__pipeline_sum(tp_pipeline_t *pl, tp_pipeline_sums_t *sums);
 

@@ -20,6 +20,7 @@ struct tp_publisher_s {
   _Atomic bool failed;
   _Atomic uint64_t failed_since_flush;
   tp_publisher_stats_t stats;
+  tp_kstats_t *kstats;
 };
 
 /* Message opaques tell the delivery report which counters to bump. */
@@ -102,6 +103,12 @@ void tp__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const ch
          "%s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  (void)rk;
+  tp_kstats_update(((tp_publisher_t *)opaque)->kstats, json, len);
+  return 0; /* librdkafka frees json */
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   tp_publisher_t *pub = opaque;
   if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -126,6 +133,12 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
     return NULL;
   }
   pub->cfg = cfg;
+  pub->kstats = tp_kstats_new("producer");
+  if (pub->kstats == NULL) {
+    snprintf(errstr, errstr_size, "producer: out of memory");
+    tp_free(pub);
+    return NULL;
+  }
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char err[256];
   /* Low latency for alerts by default; the kafka section may override. A
@@ -133,6 +146,7 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
    * until it times out, so keep that short too. */
   rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
   rd_kafka_conf_set(conf, "client.id", "touchpulse", err, sizeof(err));
+  rd_kafka_conf_set(conf, "statistics.interval.ms", TP_KAFKA_STATS_INTERVAL_MS, err, sizeof(err));
   if (cfg->exactly_once)
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "10000", err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, true, errstr, errstr_size) != TP_OK)
@@ -158,6 +172,7 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
   pub->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (pub->rk == NULL) {
     snprintf(errstr, errstr_size, "producer: %s", err);
@@ -167,6 +182,7 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
 err:
   if (conf)
     rd_kafka_conf_destroy(conf);
+  tp_kstats_destroy(pub->kstats);
   tp_free(pub);
   return NULL;
 }
@@ -176,6 +192,7 @@ void tp_publisher_destroy(tp_publisher_t *pub) {
     return;
   if (pub->rk)
     rd_kafka_destroy(pub->rk);
+  tp_kstats_destroy(pub->kstats);
   tp_free(pub);
 }
 
@@ -365,4 +382,6 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
 void tp_publisher_stop(tp_publisher_t *pub) { atomic_store(&pub->stopped, true); }
 bool tp_publisher_failed(const tp_publisher_t *pub) { return atomic_load(&pub->failed); }
 const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub) { return &pub->stats; }
+
+tp_kstats_t *tp_publisher_kstats(const tp_publisher_t *pub) { return pub->kstats; }
 rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub) { return pub->rk; }

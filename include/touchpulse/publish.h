@@ -19,6 +19,11 @@
 
 #include "touchpulse/common.h"
 #include "touchpulse/config.h"
+#include "touchpulse/kstats.h"
+
+/* statistics.interval.ms unless the kafka section sets it: what /metrics
+ * exports of librdkafka's statistics is at most this old. */
+#define TP_KAFKA_STATS_INTERVAL_MS "5000"
 
 typedef struct tp_publisher_s tp_publisher_t;
 
@@ -110,6 +115,8 @@ void tp_publisher_stop(tp_publisher_t *pub);
 bool tp_publisher_failed(const tp_publisher_t *pub);
 
 const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub);
+/** The producer's librdkafka statistics (kstats.h). */
+tp_kstats_t *tp_publisher_kstats(const tp_publisher_t *pub);
 rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub);
 
 /**

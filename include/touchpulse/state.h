@@ -174,6 +174,15 @@ size_t tp_state_foreach_row(tp_state_t *st, size_t max,
  */
 int64_t tp_state_horizon_ms(const tp_state_t *st, tp_source_t src);
 
+/**
+ * @brief Append the per-touchpoint gauge families (Prometheus text) for the
+ *        (metric, window) pairs the rules name, each rule's state per
+ *        touchpoint, and touchpulse_touchpoints_unexported: at most
+ *        max_touchpoints touchpoints per input topic, those with a rule
+ *        PENDING or FIRING first. On allocation failure out is marked failed.
+ */
+void tp_state_export_metrics(tp_state_t *st, size_t max_touchpoints, tp_buf_t *out);
+
 /** Table sizes for /metrics. */
 size_t tp_state_touchpoints(const tp_state_t *st, tp_source_t src);
 size_t tp_state_max_touchpoints(const tp_state_t *st);

@@ -342,40 +342,6 @@ void tp_alert_id(const tp_alert_t *a, char out[33]) {
 
 /* ---- views (any thread) -------------------------------------------------- */
 
-/* A consistent copy of what an entry published. */
-typedef struct {
-  int64_t view_end;
-  uint8_t stage, channel;
-  uint8_t phase[TP_MAX_RULES_PER_SOURCE];
-  double value[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
-  int64_t samples[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
-} snapshot_t;
-
-/* Sequence-lock read (see publish() in part.c): every data load is an
- * acquire load, so the final load of the sequence cannot move before them. */
-static void snapshot(const tp_kind_t *kind, tp_entry_t *e, snapshot_t *s) {
-  const memory_order acq = memory_order_acquire;
-  size_t nv = kind->n_views * kind->n_metrics;
-  size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
-  for (;;) {
-    uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
-    if (seq & 1)
-      continue; /* the writer is publishing: a few stores, retry */
-    s->view_end = atomic_load_explicit(&e->view_end, acq);
-    s->stage = atomic_load_explicit(&e->pub_stage, acq);
-    s->channel = atomic_load_explicit(&e->pub_channel, acq);
-    for (size_t r = 0; r < nr; r++)
-      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
-    for (size_t i = 0; i < nv; i++) {
-      uint64_t bits = atomic_load_explicit(&e->pub_value[i], acq);
-      memcpy(&s->value[i], &bits, sizeof(double));
-      s->samples[i] = atomic_load_explicit(&e->pub_samples[i], acq);
-    }
-    if (atomic_load_explicit(&e->view_seq, memory_order_relaxed) == seq)
-      return;
-  }
-}
-
 static const char *phase_name(uint8_t phase) {
   switch (phase) {
   case TP_RULE_PENDING: return "PENDING";
@@ -394,8 +360,8 @@ static void json_value(tp_buf_t *out, double v) {
 static void view_entry_json(tp_state_t *st, const tp_kind_t *kind, tp_entry_t *e,
                             const tp_part_t *part, tp_buf_t *out) {
   int32_t partition = part->partition;
-  snapshot_t s;
-  snapshot(kind, e, &s);
+  tp_snapshot_t s;
+  tp__snapshot(kind, e, &s);
   /* An entry is only re-evaluated when its windows' contents change (see
    * part.c), so its values hold up to the partition's last boundary. */
   int64_t wm = atomic_load_explicit(&part->stats.watermark, memory_order_relaxed);
@@ -502,8 +468,8 @@ static int row_visit(tp_table_node_t *node, void *opaque) {
     return 1;
   const tp_kind_t *kind = c->kind;
   tp_entry_t *e = (tp_entry_t *)node;
-  snapshot_t s;
-  snapshot(kind, e, &s);
+  tp_snapshot_t s;
+  tp__snapshot(kind, e, &s);
   tp_state_row_t row;
   memset(&row, 0, sizeof(row));
   size_t tl = node->key_len - TP_KEY_PREFIX;
@@ -590,8 +556,8 @@ bool tp__state_value(tp_state_t *st, tp_source_t src, int32_t partition, const c
     for (size_t m = 0; m < kind->n_metrics; m++) {
       if (kind->metrics[m] != metric)
         continue;
-      snapshot_t s;
-      snapshot(kind, (tp_entry_t *)node, &s);
+      tp_snapshot_t s;
+      tp__snapshot(kind, (tp_entry_t *)node, &s);
       size_t i = v * kind->n_metrics + m;
       out->value = s.value[i];
       out->samples = s.samples[i];

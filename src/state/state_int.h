@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "touchpulse/hist.h"
 #include "touchpulse/state.h"
@@ -220,6 +221,42 @@ struct tp_part_s {
   tp_hist_merge_t *merge_fr, *merge_res; /* support only: quantile scratch */
   tp_part_stats_t stats;
 };
+
+/* ---- published views ------------------------------------------------------ */
+
+/* A consistent copy of what an entry published. */
+typedef struct {
+  int64_t view_end;
+  uint8_t stage, channel;
+  uint8_t phase[TP_MAX_RULES_PER_SOURCE];
+  double value[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
+  int64_t samples[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
+} tp_snapshot_t;
+
+/* Sequence-lock read (see publish() in part.c): every data load is an
+ * acquire load, so the final load of the sequence cannot move before them. */
+static inline void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s) {
+  const memory_order acq = memory_order_acquire;
+  size_t nv = kind->n_views * kind->n_metrics;
+  size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
+  for (;;) {
+    uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
+    if (seq & 1)
+      continue; /* the writer is publishing: a few stores, retry */
+    s->view_end = atomic_load_explicit(&e->view_end, acq);
+    s->stage = atomic_load_explicit(&e->pub_stage, acq);
+    s->channel = atomic_load_explicit(&e->pub_channel, acq);
+    for (size_t r = 0; r < nr; r++)
+      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
+    for (size_t i = 0; i < nv; i++) {
+      uint64_t bits = atomic_load_explicit(&e->pub_value[i], acq);
+      memcpy(&s->value[i], &bits, sizeof(double));
+      s->samples[i] = atomic_load_explicit(&e->pub_samples[i], acq);
+    }
+    if (atomic_load_explicit(&e->view_seq, memory_order_relaxed) == seq)
+      return;
+  }
+}
 
 struct tp_state_s {
   const tp_config_t *cfg;

@@ -232,6 +232,21 @@ static int cmp_rec(const void *a, const void *b) {
  * storing the offsets (rdkafka_mock_handlers.c), so transactional offsets
  * are checked against the real broker (tests/integration).
  */
+/* The sum of the samples of /metrics lines that start with prefix. */
+static double sum_series(const char *text, const char *prefix, int *lines) {
+  double sum = 0;
+  *lines = 0;
+  size_t pl = strlen(prefix);
+  for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+    if (strncmp(p, prefix, pl) != 0)
+      continue;
+    const char *sp = strchr(p, ' ');
+    sum += strtod(sp + 1, NULL);
+    (*lines)++;
+  }
+  return sum;
+}
+
 static void run_scenario(bool exactly_once, rd_kafka_resp_err_t produce_error) {
   cluster_t c;
   cluster_init(&c);
@@ -278,12 +293,30 @@ static void run_scenario(bool exactly_once, rd_kafka_resp_err_t produce_error) {
   rd_kafka_consumer_close(rd);
   rd_kafka_destroy(rd);
 
+  /* While it runs: every consumed record is in the latency histogram,
+   * once, and the touchpoints have their per-rule states. */
+  tp_buf_t mb = TP_BUF_INIT;
+  tp_pipeline_metrics(pl, &mb);
+  cr_assert_not(tp_buf_failed(&mb));
+  int lines;
+  double count = sum_series(mb.data, "touchpulse_processing_latency_seconds_count{", &lines);
+  cr_expect_eq(lines, 3);
+  double consumed = sum_series(mb.data, "touchpulse_events_consumed_total{", &lines);
+  cr_expect_gt(consumed, 0);
+  cr_expect_eq(count, consumed, "latency count %g, consumed %g", count, consumed);
+  double inf = sum_series(mb.data, "touchpulse_processing_latency_seconds_bucket{topic=\"cx.feedback\",le=\"+Inf\"}", &lines);
+  double c_fb = sum_series(mb.data, "touchpulse_processing_latency_seconds_count{topic=\"cx.feedback\"}", &lines);
+  cr_expect_eq(inf, c_fb);
+  sum_series(mb.data, "touchpulse_touchpoint_rule_state{", &lines);
+  cr_expect_gt(lines, 0, "no per-touchpoint rule states:\n%s", mb.data);
+  tp_buf_free(&mb);
   tp_pipeline_totals_t t;
   cr_assert_eq(tp_pipeline_stop(pl), TP_OK);
   tp_pipeline_totals(pl, &t);
   cr_expect_eq(t.duplicates, 1, "duplicates %llu", (unsigned long long)t.duplicates);
   cr_expect_eq(t.late, 1, "late %llu", (unsigned long long)t.late);
   cr_expect_eq(t.rejected, 4, "rejected %llu", (unsigned long long)t.rejected);
+
   if (!produce_error) /* an aborted transaction's dead letters were delivered, then discarded */
     cr_expect_eq(t.deadletters_delivered, 4);
 
