@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,8 @@ typedef struct {
   _Atomic uint64_t fired, resolved;
   bool tty;
   int http_port;
+  _Atomic uint64_t delivered, failed; /* --generate only */
+  _Atomic int gen_error;               /* --generate: a fatal client error */
   pthread_mutex_t out_lock; /* stdout and the recent-alert ring */
   alert_line_t recent[RECENT_ALERTS];
   size_t n_recent;
@@ -639,5 +642,131 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
            (unsigned long long)atomic_load(&d.produced), (unsigned long long)atomic_load(&d.duplicates),
            (unsigned long long)atomic_load(&d.late), (unsigned long long)atomic_load(&d.corrupt),
            (unsigned long long)atomic_load(&d.fired), (unsigned long long)atomic_load(&d.resolved));
+  return rc;
+}
+
+/* ---- --generate: the demo's traffic to a real cluster ----------------------------- */
+
+static _Atomic bool *generate_quit;
+
+static void on_generate_signal(int signum) {
+  (void)signum;
+  if (generate_quit != NULL)
+    atomic_store(generate_quit, true);
+}
+
+static void generate_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
+  (void)rk;
+  demo_t *d = opaque;
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    atomic_fetch_add(&d->delivered, 1);
+    return;
+  }
+  if (atomic_fetch_add(&d->failed, 1) == 0)
+    tp_log_error("generate: delivery to %s failed: %s", rd_kafka_topic_name(msg->rkt),
+                 rd_kafka_err2str(msg->err));
+}
+
+static void generate_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+  demo_t *d = opaque;
+  if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    tp_log_error("generate: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    atomic_store(&d->gen_error, 1);
+    atomic_store(&d->quit, true);
+    return;
+  }
+  tp_log_warn("generate: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+int tp_demo_generate(tp_config_t *cfg, const tp_demo_opts_t *opts) {
+  demo_t *d = tp_calloc(1, sizeof(*d));
+  if (d == NULL) {
+    tp_log_error("generate: out of memory");
+    return 1;
+  }
+  d->cfg = cfg;
+  d->opts = *opts;
+  pthread_mutex_init(&d->out_lock, NULL);
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof(err));
+  rd_kafka_conf_set(conf, "client.id", "touchpulse-generator", err, sizeof(err));
+  int rc = 1;
+  if (tp__kafka_conf_apply(conf, cfg, true, err, sizeof(err)) != TP_OK) {
+    tp_log_error("generate: %s", err);
+    rd_kafka_conf_destroy(conf);
+    rc = 2;
+    goto out;
+  }
+  /* Retries keep each partition in order, as the processor expects. */
+  rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+  rd_kafka_conf_set_opaque(conf, d);
+  rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
+  rd_kafka_conf_set_dr_msg_cb(conf, generate_dr_cb);
+  rd_kafka_conf_set_error_cb(conf, generate_error_cb);
+  d->gen_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (d->gen_rk == NULL) {
+    tp_log_error("generate: %s", err);
+    rd_kafka_conf_destroy(conf);
+    goto out;
+  }
+
+  generate_quit = &d->quit;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_generate_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  const char *bootstrap = tp_config_kafka_get(cfg, "bootstrap.servers");
+  tp_log_info("generate: %zu touchpoints to %s, %s and %s at %s, event time x%.0f", N_TOUCHPOINTS,
+              cfg->topics[TP_TOPIC_FEEDBACK], cfg->topics[TP_TOPIC_SUPPORT],
+              cfg->topics[TP_TOPIC_COMMERCE], bootstrap ? bootstrap : "localhost:9092", opts->speed);
+  if (pthread_create(&d->gen_thread, NULL, gen_main, d) != 0) {
+    tp_log_error("generate: cannot start the generator thread");
+    rd_kafka_destroy(d->gen_rk);
+    goto out;
+  }
+  int64_t start = tp_now_ms(), last_report = start;
+  while (!atomic_load(&d->quit)) {
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    int64_t now = tp_now_ms();
+    if (opts->run_for_ms > 0 && now - start >= opts->run_for_ms)
+      atomic_store(&d->quit, true);
+    if (now - last_report >= 10000) {
+      last_report = now;
+      char when[64];
+      time_t et = (time_t)(atomic_load(&d->event_time) / 1000);
+      struct tm tm;
+      gmtime_r(&et, &tm);
+      strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+      tp_log_info("generate: %llu events produced, %llu delivered, %llu failed; event time %s",
+                  (unsigned long long)atomic_load(&d->produced),
+                  (unsigned long long)atomic_load(&d->delivered),
+                  (unsigned long long)atomic_load(&d->failed), when);
+    }
+  }
+  pthread_join(d->gen_thread, NULL);
+  if (!atomic_load(&d->gen_error)) {
+    rd_kafka_resp_err_t ferr = rd_kafka_flush(d->gen_rk, 30000);
+    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR)
+      tp_log_error("generate: %d records not delivered at exit: %s", rd_kafka_outq_len(d->gen_rk),
+                   rd_kafka_err2str(ferr));
+  }
+  rd_kafka_destroy(d->gen_rk);
+  generate_quit = NULL;
+  tp_log_info("generate: stopped; %llu events produced (%llu retried, %llu late, %llu corrupt), "
+              "%llu records delivered, %llu failed",
+              (unsigned long long)atomic_load(&d->produced),
+              (unsigned long long)atomic_load(&d->duplicates),
+              (unsigned long long)atomic_load(&d->late), (unsigned long long)atomic_load(&d->corrupt),
+              (unsigned long long)atomic_load(&d->delivered),
+              (unsigned long long)atomic_load(&d->failed));
+  rc = atomic_load(&d->gen_error) || atomic_load(&d->failed) > 0 ? 1 : 0;
+out:
+  pthread_mutex_destroy(&d->out_lock);
+  tp_free(d);
   return rc;
 }

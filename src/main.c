@@ -22,6 +22,9 @@ static const char usage[] =
     "       touchpulse --demo [--demo-speed N] [--demo-seconds N] [--config FILE]\n"
     "                                       run the demo: in-process Kafka cluster, generated\n"
     "                                       traffic with incidents, live alerts (no broker needed)\n"
+    "       touchpulse --generate [--demo-speed N] [--demo-seconds N] [--config FILE]\n"
+    "                                       produce the demo's traffic to the Kafka cluster of\n"
+    "                                       the configuration (its kafka: section), no processing\n"
     "       touchpulse --help | --version\n"
     "\n"
     "Every configuration key can be overridden by an environment variable:\n"
@@ -29,7 +32,7 @@ static const char usage[] =
     "(TOUCHPULSE_HTTP_LISTEN=127.0.0.1:9464, TOUCHPULSE_KAFKA_BOOTSTRAP_SERVERS=...).\n"
     "\n"
     "--demo-speed N    event-time seconds per wall-clock second (default 120)\n"
-    "--demo-seconds N  stop the demo after N seconds (default: run until Ctrl-C)\n"
+    "--demo-seconds N  stop after N seconds (default: run until Ctrl-C or SIGTERM)\n"
     "\n"
     "Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad usage or configuration.\n";
 
@@ -79,7 +82,7 @@ static tp_config_t *load(const char *path, bool demo) {
 
 int main(int argc, char **argv) {
   const char *config = NULL, *check = NULL;
-  bool demo = false;
+  bool demo = false, generate = false;
   tp_demo_opts_t demo_opts = {.speed = 120, .run_for_ms = 0, .seed = 20261123};
 
   for (int i = 1; i < argc; i++) {
@@ -98,6 +101,8 @@ int main(int argc, char **argv) {
       i++;
     } else if (strcmp(a, "--demo") == 0) {
       demo = true;
+    } else if (strcmp(a, "--generate") == 0) {
+      generate = true;
     } else if (strcmp(a, "--demo-speed") == 0) {
       if (next == NULL || !parse_number(next, 1, 100000, &demo_opts.speed))
         return bad_usage("--demo-speed needs a number from 1 to 100000, got", next ? next : "");
@@ -114,7 +119,7 @@ int main(int argc, char **argv) {
   }
 
   if (check != NULL) {
-    if (config != NULL || demo)
+    if (config != NULL || demo || generate)
       return bad_usage("--check-config runs alone", NULL);
     tp_config_t *cfg = load(check, false);
     if (cfg == NULL)
@@ -129,10 +134,12 @@ int main(int argc, char **argv) {
     tp_config_destroy(cfg);
     return 0;
   }
-  if (config == NULL && !demo)
+  if (demo && generate)
+    return bad_usage("--demo and --generate exclude each other", NULL);
+  if (config == NULL && !demo && !generate)
     return bad_usage("nothing to do: give --config FILE, --demo or --check-config FILE", NULL);
 
-  tp_config_t *cfg = load(config, demo);
+  tp_config_t *cfg = load(config, demo || generate);
   if (cfg == NULL)
     return 2;
   tp_log_setup(cfg->log_level, cfg->log_format);
@@ -151,7 +158,9 @@ int main(int argc, char **argv) {
       break;
   }
   tp_free(dump);
-  int rc = demo ? tp_demo_run(cfg, &demo_opts) : tp_service_run(cfg, NULL);
+  int rc = demo       ? tp_demo_run(cfg, &demo_opts)
+           : generate ? tp_demo_generate(cfg, &demo_opts)
+                      : tp_service_run(cfg, NULL);
   tp_config_destroy(cfg);
   return rc;
 }

@@ -20,6 +20,15 @@ typedef struct {
  */
 int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts);
 
+/**
+ * @brief `touchpulse --generate`: the demo's traffic (same touchpoints,
+ *        incidents, retries, stragglers and corrupt records) produced to the
+ *        cluster cfg's kafka section names, until SIGINT/SIGTERM or
+ *        opts->run_for_ms. @returns the process exit code: 0 when every
+ *        record was delivered, 1 otherwise, 2 for a bad kafka section.
+ */
+int tp_demo_generate(tp_config_t *cfg, const tp_demo_opts_t *opts);
+
 /** The example configuration compiled in from examples/touchpulse.yaml. */
 extern const char tp_example_config_yaml[];
 
