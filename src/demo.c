@@ -621,10 +621,15 @@ int tp_demo_run(tp_config_t *cfg, const tp_demo_opts_t *opts) {
     return 1;
   }
 
-  fprintf(stderr, "touchpulse demo: mock cluster at %s, event time x%.0f, %zu touchpoints, "
-                  "%zu rules; metrics on http://localhost:%s\n",
-          bootstrap, opts->speed, N_TOUCHPOINTS, cfg->n_rules,
-          strrchr(cfg->http_listen, ':') ? strrchr(cfg->http_listen, ':') + 1 : cfg->http_listen);
+  const char *port = strrchr(cfg->http_listen, ':') ? strrchr(cfg->http_listen, ':') + 1
+                                                     : cfg->http_listen;
+#define BANNER "touchpulse demo: mock cluster at %s, event time x%.0f, %zu touchpoints, " \
+               "%zu rules; metrics on http://localhost:%s"
+  if (cfg->log_format == TP_LOG_JSON) /* stderr stays one JSON object per line */
+    tp_log_info(BANNER, bootstrap, opts->speed, N_TOUCHPOINTS, cfg->n_rules, port);
+  else
+    fprintf(stderr, BANNER "\n", bootstrap, opts->speed, N_TOUCHPOINTS, cfg->n_rules, port);
+#undef BANNER
 
   tp_service_hooks_t hooks = {.on_tick = on_tick,
                               .on_start = on_start,
