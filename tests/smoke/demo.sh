@@ -3,7 +3,9 @@
 #  1. `touchpulse --demo` prints FIRING and RESOLVED alerts within 60 seconds;
 #  2. meanwhile /metrics answers and `promtool check metrics` accepts it,
 #     /healthz and /readyz answer 200, /v1/touchpoints/{id} gives JSON;
-#  3. Ctrl-C (SIGINT) stops it cleanly with exit code 0.
+#  3. a flood of slow and malformed HTTP clients never stalls event
+#     processing (http_flood.py);
+#  4. Ctrl-C (SIGINT) stops it cleanly with exit code 0.
 # usage: demo.sh path/to/touchpulse
 set -euo pipefail
 bin=$1
@@ -49,6 +51,9 @@ assert {t["topic"] for t in v["topics"]} >= {"cx.feedback", "cx.commerce"}, v
 ' || fail "/v1/touchpoints/checkout.payment"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/touchpoints/nowhere")
 [ "$code" = 404 ] || fail "unknown touchpoint gave $code"
+
+python3 "$(dirname "$0")/http_flood.py" "$port" 6 || fail "HTTP flood stalled processing"
+curl -sf "http://127.0.0.1:$port/healthz" | grep -q ok || fail "/healthz not ok after the flood"
 
 kill -INT $pid
 rc=0
