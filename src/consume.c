@@ -866,6 +866,13 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
     set_failed(pl, fatal);
     return;
   }
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    /* librdkafka would retry forever: wrong credentials do not heal. */
+    char why[640];
+    tp__kafka_auth_message(pl->cfg, "consumer", reason, why, sizeof(why));
+    set_failed(pl, why);
+    return;
+  }
   tp_log_warn("consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -883,7 +890,8 @@ static void *coordinator_main(void *arg) {
      * older instance with the same transactional.id and aborts what it left
      * open, then opens the first transaction. */
     char err[512];
-    if (tp_publisher_txn_start(pl->pub, 60000, err, sizeof(err)) != TP_OK)
+    if (tp_publisher_txn_start(pl->pub, 60000, &pl->stop_req, err, sizeof(err)) != TP_OK &&
+        !atomic_load(&pl->stop_req))
       set_failed(pl, err);
   }
   while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
@@ -901,7 +909,7 @@ static void *coordinator_main(void *arg) {
     }
     tp_publisher_poll(pl->pub, 0);
     if (tp_publisher_failed(pl->pub))
-      set_failed(pl, "the producer failed");
+      set_failed(pl, tp_publisher_failure(pl->pub));
     if (since >= interval_ns || (pending && since >= ALERT_COMMIT_NS)) {
       pause_workers(pl);
       checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS);

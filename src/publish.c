@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@ struct tp_publisher_s {
   _Atomic uint64_t failed_since_flush;
   tp_publisher_stats_t stats;
   tp_kstats_t *kstats;
+  _Atomic bool has_failure;
+  char failure[640]; /* why the producer failed, written once before has_failure */
 };
 
 /* Message opaques tell the delivery report which counters to bump. */
@@ -109,11 +112,44 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   return 0; /* librdkafka frees json */
 }
 
+void tp__kafka_auth_message(const tp_config_t *cfg, const char *client, const char *reason,
+                            char *out, size_t size) {
+  const char *mech = tp_config_kafka_get(cfg, "sasl.mechanism");
+  if (mech == NULL)
+    mech = tp_config_kafka_get(cfg, "sasl.mechanisms");
+  bool scram = mech != NULL && strncasecmp(mech, "SCRAM", 5) == 0;
+  snprintf(out, size, "Kafka authentication failed (%s%s%s): %s%s", client, mech ? ", " : "",
+           mech ? mech : "", reason,
+           scram && rd_kafka_version() < 0x020601ff
+               ? "; note: librdkafka < 2.6.1 cannot complete SCRAM with Kafka 4.x brokers "
+                 "(librdkafka#4895), whatever the password"
+               : "");
+}
+
+/* The first reason the producer failed for good: kept for the pipeline's
+ * error message. */
+static void fail(tp_publisher_t *pub, const char *why) {
+  if (!atomic_load(&pub->has_failure)) {
+    snprintf(pub->failure, sizeof(pub->failure), "%s", why);
+    atomic_store(&pub->has_failure, true);
+  }
+  atomic_store(&pub->failed, true);
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   tp_publisher_t *pub = opaque;
+  char why[640];
   if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    atomic_store(&pub->failed, true);
-    tp_log_error("producer fatal error: %s", reason);
+    snprintf(why, sizeof(why), "producer fatal error: %s", reason);
+    tp_log_error("%s", why);
+    fail(pub, why);
+    return;
+  }
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    /* librdkafka would retry forever: wrong credentials do not heal. */
+    tp__kafka_auth_message(pub->cfg, "producer", reason, why, sizeof(why));
+    tp_log_error("%s", why);
+    fail(pub, why);
     return;
   }
   tp_log_warn("producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
@@ -319,15 +355,24 @@ static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_
   return rc;
 }
 
-tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, char *errstr,
-                                size_t errstr_size) {
+tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, const _Atomic bool *cancel,
+                                char *errstr, size_t errstr_size) {
   uint64_t give_up = tp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
   for (;;) {
-    rd_kafka_error_t *e = rd_kafka_init_transactions(pub->rk, timeout_ms);
+    /* Short attempts (a timed-out call resumes where it was), serving the
+     * error callback in between: an authentication failure or a stop
+     * request ends the wait at once instead of after timeout_ms. */
+    rd_kafka_error_t *e = rd_kafka_init_transactions(pub->rk, 500);
     if (e == NULL)
       break;
     tp_err_t rc = txn_error(pub, "init_transactions", e, errstr, errstr_size);
-    if (rc != TP_EAGAIN || tp_mono_ns() > give_up || atomic_load(&pub->stopped)) {
+    rd_kafka_poll(pub->rk, 0);
+    if (atomic_load(&pub->has_failure)) {
+      snprintf(errstr, errstr_size, "%s", pub->failure);
+      return TP_EKAFKA;
+    }
+    if (rc != TP_EAGAIN || tp_mono_ns() > give_up || atomic_load(&pub->stopped) ||
+        (cancel != NULL && atomic_load(cancel))) {
       atomic_store(&pub->failed, true);
       return TP_EKAFKA;
     }
@@ -340,6 +385,10 @@ tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, char *errst
     return TP_EKAFKA;
   }
   return TP_OK;
+}
+
+const char *tp_publisher_failure(const tp_publisher_t *pub) {
+  return atomic_load(&pub->has_failure) ? pub->failure : "the producer failed";
 }
 
 tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,

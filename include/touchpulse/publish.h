@@ -82,10 +82,13 @@ bool tp_publisher_transactional(const tp_publisher_t *pub);
 /**
  * @brief init_transactions (fencing older producers with the same
  *        transactional.id, aborting what they left open) and begin the
- *        first transaction. Retries retriable errors until timeout_ms.
+ *        first transaction. Retries retriable errors until timeout_ms, and
+ *        gives up early when *cancel becomes true or the producer fails
+ *        (an authentication error, say).
  * @returns TP_OK, or TP_EKAFKA with a message.
  */
-tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, char *errstr,
+tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, const _Atomic bool *cancel,
+                                char *errstr,
                                 size_t errstr_size);
 
 /**
@@ -113,6 +116,16 @@ void tp_publisher_stop(tp_publisher_t *pub);
 
 /** @returns true once a delivery failed for good. */
 bool tp_publisher_failed(const tp_publisher_t *pub);
+/** @returns why the producer failed, for the error message. */
+const char *tp_publisher_failure(const tp_publisher_t *pub);
+
+/**
+ * @brief The message for a librdkafka authentication error: names the client
+ *        and mechanism, and for SCRAM with librdkafka older than 2.6.1 says
+ *        that it cannot authenticate to Kafka 4.x brokers at all.
+ */
+void tp__kafka_auth_message(const tp_config_t *cfg, const char *client, const char *reason,
+                            char *out, size_t size);
 
 const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub);
 /** The producer's librdkafka statistics (kstats.h). */
