@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # Install the Debian packages touchpulse needs to build, test and run its demo.
 # Idempotent and quick when everything is already there.
+#   scripts/deps.sh          everything: build, tests, demo
+#   scripts/deps.sh --build  only what a release build needs (docker/Dockerfile)
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
   librdkafka-dev libavro-dev libuv1-dev libyaml-dev
-  libcriterion-dev liburcu-dev
-  curl kcat prometheus python3
 )
+if [ "${1:-}" != --build ]; then
+  # Tests: Criterion, liburcu (the benchmarks' baseline), kcat and Python
+  # clients for the real-broker tests, Prometheus and promtool for the
+  # metrics checks, docker-compose to validate the compose file.
+  packages+=(libcriterion-dev liburcu-dev curl kcat prometheus python3 docker-compose)
+fi
 
 # The integration tests run a real Kafka broker (Java 17, jars fetched with
 # Maven) and Python test clients in a virtual environment. Machines that
 # already have them (from another source than Debian) are left alone.
-command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null || packages+=(maven)
-python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+if [ "${1:-}" != --build ]; then
+  command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || packages+=(maven)
+  python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -142,6 +142,8 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
     tp_buf_free(&esc);
     int64_t pos = atomic_load(&c->position), lo = -1, hi = -1;
     rd_kafka_get_watermark_offsets(pl->rk, topic, c->partition, &lo, &hi);
+    if (pos < 0) /* nothing processed yet: it starts at the log's start */
+      pos = lo;
     if (hi >= 0 && pos >= 0)
       tp_buf_printf(&lag, "touchpulse_consumer_lag%s %lld\n", labels,
                     (long long)(hi > pos ? hi - pos : 0));

@@ -249,7 +249,14 @@ static void write_states(const kind_export_t *x, const rec_t *rec, void *opaque)
     labels(w->out, w->st->cfg->topics[kind->src], rec);
     tp_buf_puts(w->out, ",rule=\"");
     tp_buf_prom_escape(w->out, rule->name, strlen(rule->name));
-    tp_buf_printf(w->out, "\",severity=\"%s\"} %d\n", tp_severity_name(rule->severity),
+    /* Lower case, as the configuration writes it and Prometheus alerting
+     * rules conventionally label severity. */
+    char sev[16];
+    size_t i = 0;
+    for (const char *c = tp_severity_name(rule->severity); *c && i + 1 < sizeof(sev); c++)
+      sev[i++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    sev[i] = '\0';
+    tp_buf_printf(w->out, "\",severity=\"%s\"} %d\n", sev,
                   (int)x->phase[rec->idx * kind->n_rules + r]);
   }
 }

@@ -107,9 +107,9 @@ Test(export, gauges_per_rule_metric_and_window_with_rule_states) {
   cr_expect_null(strstr(m, "touchpulse_touchpoint_responses"));
   /* Rule states: nps-low only where its globs match; csat-low FIRING on app.login. */
   cr_expect(strstr(m, "touchpulse_touchpoint_rule_state{topic=\"cx.feedback\",touchpoint=\"app.login\","
-                      "rule=\"csat-low\",severity=\"WARNING\"} 2\n"), "%s", m);
+                      "rule=\"csat-low\",severity=\"warning\"} 2\n"), "%s", m);
   cr_expect(strstr(m, "touchpulse_touchpoint_rule_state{topic=\"cx.feedback\",touchpoint=\"web.home\","
-                      "rule=\"csat-low\",severity=\"WARNING\"} 0\n"), "%s", m);
+                      "rule=\"csat-low\",severity=\"warning\"} 0\n"), "%s", m);
   cr_expect(strstr(m, "touchpulse_touchpoint_rule_state{topic=\"cx.feedback\",touchpoint=\"app.login\","
                       "rule=\"nps-low\""), "%s", m);
   cr_expect_null(strstr(m, "touchpoint=\"web.home\",rule=\"nps-low\""), "%s", m);
@@ -139,7 +139,7 @@ Test(export, undefined_values_have_no_sample_and_milliseconds_become_seconds) {
   /* No reply at chat.quiet: no first-response time, so no sample at all. */
   cr_expect_null(strstr(m, "first_response_p90_seconds{topic=\"cx.support\",touchpoint=\"chat.quiet\""),
                  "%s", m);
-  cr_expect(strstr(m, "touchpoint=\"chat.quiet\",rule=\"slow-reply\",severity=\"WARNING\"} 0"), "%s",
+  cr_expect(strstr(m, "touchpoint=\"chat.quiet\",rule=\"slow-reply\",severity=\"warning\"} 0"), "%s",
             m);
   free(m);
   fx_free(f);
