@@ -10,8 +10,22 @@
 #   scripts/kafka.sh stop DIR              SIGTERM (controlled shutdown), SIGKILL after 30 s
 #   scripts/kafka.sh restart DIR           stop and start again on the same ports and data
 #
-# With --sasl a second listener speaks SASL_PLAINTEXT with SCRAM-SHA-256
-# (user "touchpulse", password in DIR/env as KAFKA_SASL_PASSWORD).
+# KAFKA_VERSION=3.9.1 (for fetch and start; the default is 4.1.2) runs Kafka
+# 3.9.1 instead, also in KRaft mode (scripts/kafka/pom-3.9.xml, jars in
+# scripts/kafka/target/libs-3.9.1, log4j 1.x configuration log4j.properties,
+# a static quorum: controller.quorum.voters, no --standalone). It is there for
+# tests/integration/sasl.sh's SCRAM checks (see the caveat below); every other
+# test uses 4.1.2. A 3.9.1 DIR records KAFKA_VERSION in DIR/env, which topic,
+# stop and restart follow.
+#
+# With --sasl a second listener speaks SASL_PLAINTEXT (address in DIR/env as
+# KAFKA_SASL_BOOTSTRAP) with SCRAM-SHA-256 and PLAIN, both for user
+# "touchpulse" with the password in DIR/env as KAFKA_SASL_PASSWORD. Caveat:
+# librdkafka before 2.6.1 (Debian's 2.0.2 included) repeats the client nonce
+# in its SCRAM client-final-message (librdkafka#4895), which Kafka 4.x rejects
+# as invalid credentials even with the right password; PLAIN is not affected.
+# Kafka 3.8.1 to 3.9.x accept that message (their nonce check is looser), so
+# SCRAM with librdkafka 2.0.2 works against KAFKA_VERSION=3.9.1.
 #
 # librdkafka 2.0.2 (Debian's) against Kafka 4.1: every API version it uses
 # still overlaps (Kafka 4.0 dropped pre-2.1 protocol versions, KIP-896;
@@ -19,17 +33,40 @@
 # and cooperative-sticky assignment work; see the integration tests.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-libs=$here/kafka/target/libs
 cmd=${1:-}
 shift || true
+
+use_version() { # VERSION: sets version, libs, pom and logconf (the JVM's logging option)
+  version=$1
+  case "$version" in
+    4.1.2)
+      libs=$here/kafka/target/libs
+      pom=pom.xml
+      logconf=-Dlog4j2.configurationFile="file:$here/kafka/log4j2.properties" ;;
+    3.9.1)
+      libs=$here/kafka/target/libs-3.9.1
+      pom=pom-3.9.xml
+      logconf=-Dlog4j.configuration="file:$here/kafka/log4j.properties" ;;
+    *)
+      echo "kafka.sh: KAFKA_VERSION must be 4.1.2 (the default) or 3.9.1, not '$version'" >&2
+      exit 2 ;;
+  esac
+}
+use_version "${KAFKA_VERSION:-4.1.2}"
+
+dir_version() { # DIR: the version DIR's broker was started with (recorded in DIR/env unless 4.1.2)
+  local v
+  v=$(sed -n 's/^KAFKA_VERSION=//p' "$1/env" 2>/dev/null | tail -1)
+  use_version "${v:-4.1.2}"
+}
 
 java_cp() { echo "$libs/*"; }
 
 fetch() {
-  if [ ! -f "$libs/kafka_2.13-4.1.2.jar" ] || [ ! -f "$libs/kafka-tools-4.1.2.jar" ]; then
+  if [ ! -f "$libs/kafka_2.13-$version.jar" ] || [ ! -f "$libs/kafka-tools-$version.jar" ]; then
     command -v mvn >/dev/null || { echo "kafka.sh: maven (mvn) is needed to fetch the broker" >&2; exit 1; }
     command -v java >/dev/null || { echo "kafka.sh: java 17 is needed to run the broker" >&2; exit 1; }
-    (cd "$here/kafka" && mvn -q -B package) >&2
+    (cd "$here/kafka" && mvn -q -B -f "$pom" package) >&2
   fi
 }
 
@@ -40,7 +77,7 @@ free_port() {
 kjava() { # kjava DIR CLASS ARGS...
   local dir=$1 class=$2
   shift 2
-  java -Xms128m -Xmx512m -Dlog4j2.configurationFile="file:$here/kafka/log4j2.properties" \
+  java -Xms128m -Xmx512m "$logconf" \
     -Dkafka.logs.dir="$dir/logs" -cp "$(java_cp)" "$class" "$@"
 }
 
@@ -80,9 +117,16 @@ log.retention.hours=-1
 PROPS
   if [ -n "${KAFKA_SASL_PORT:-}" ]; then
     cat >>"$dir/server.properties" <<PROPS
-sasl.enabled.mechanisms=SCRAM-SHA-256
+sasl.enabled.mechanisms=SCRAM-SHA-256,PLAIN
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_touchpulse="$KAFKA_SASL_PASSWORD";
 PROPS
+  fi
+  if [ "$version" = 3.9.1 ]; then
+    # Kafka 3.9: a static quorum (controller.quorum.voters; formatted without
+    # --standalone) and no share groups (their settings are 4.x only).
+    sed -i -e "s/^controller\.quorum\.bootstrap\.servers=.*/controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT/" \
+      -e '/^share\.coordinator\./d' "$dir/server.properties"
   fi
 }
 
@@ -91,7 +135,7 @@ launch() { # DIR: start the JVM and wait until the broker answers
   # shellcheck disable=SC1091
   . "$dir/env"
   nohup java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="file:$here/kafka/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+    "$logconf" -Dkafka.logs.dir="$dir/logs" \
     -cp "$(java_cp)" kafka.Kafka "$dir/server.properties" >"$dir/logs/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
   for _ in $(seq 1 120); do
@@ -120,6 +164,7 @@ start() {
       echo "KAFKA_SASL_PORT=$(free_port)"
       echo "KAFKA_SASL_PASSWORD=tp-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
     fi
+    if [ "$version" != 4.1.2 ]; then echo "KAFKA_VERSION=$version"; fi
   } >"$dir/env"
   # shellcheck disable=SC1091
   . "$dir/env"
@@ -132,7 +177,9 @@ start() {
   if [ -n "${KAFKA_SASL_PORT:-}" ]; then
     scram=(-S "SCRAM-SHA-256=[name=touchpulse,password=$KAFKA_SASL_PASSWORD]")
   fi
-  kjava "$dir" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" --standalone \
+  local quorum=(--standalone)
+  [ "$version" = 3.9.1 ] && quorum=()
+  kjava "$dir" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" "${quorum[@]}" \
     "${scram[@]}" >"$dir/logs/format.log" 2>&1 || { cat "$dir/logs/format.log" >&2; return 1; }
   launch "$dir"
   echo "KAFKA_PID=$(cat "$dir/pid")" >>"$dir/env"
@@ -167,7 +214,7 @@ case "$cmd" in
   fetch) fetch ;;
   start) start "$@" ;;
   stop) stop "$@" ;;
-  restart) stop "$1"; launch "$1"; sed -i "s/^KAFKA_PID=.*/KAFKA_PID=$(cat "$1/pid")/" "$1/env" ;;
-  topic) topic "$@" ;;
-  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+  restart) dir_version "$1"; stop "$1"; launch "$1"; sed -i "s/^KAFKA_PID=.*/KAFKA_PID=$(cat "$1/pid")/" "$1/env" ;;
+  topic) dir_version "$1"; topic "$@" ;;
+  *) sed -n '2,33p' "$0" >&2; exit 2 ;;
 esac

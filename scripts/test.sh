@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what is needed, build touchpulse and run the whole test suite:
 #   1. every suite under AddressSanitizer + UndefinedBehaviorSanitizer;
-#   2. the integration tests against a real Kafka broker (ASan build);
+#   2. the integration tests against a real Kafka broker and the SASL tests
+#      (ASan build);
 #   3. the concurrent suites (table, pipeline, HTTP) under ThreadSanitizer;
 #   4. the benchmarks are built (not timed: CI machines are noisy).
 set -euo pipefail
@@ -21,6 +22,8 @@ ctest --test-dir build/asan --output-on-failure -j "$jobs"
 
 echo "== integration tests (real Kafka broker)"
 tests/integration/run.sh build/asan/touchpulse
+echo "== SASL against real brokers (SCRAM on Kafka 3.9.1, PLAIN and SCRAM on 4.1.2)"
+tests/integration/sasl.sh build/asan/touchpulse
 
 echo "== build (TSan)"
 scripts/build.sh tsan
