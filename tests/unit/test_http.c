@@ -1202,17 +1202,32 @@ Test(http, allocation_failures_end_only_the_affected_connection) {
 }
 
 Test(http, start_reports_out_of_memory_cleanly) {
-  uv_loop_t loop;
-  cr_assert_eq(uv_loop_init(&loop), 0);
+  /* Fail the 1st, 2nd, ... allocation of a start until one succeeds: each
+   * failure is TP_ENOMEM with nothing left behind, and the loop closes. */
   tp_http_opts_t opts = default_opts();
-  tp_http_t *http = NULL;
   char err[256];
-  tp_alloc_fail_after(1);
-  tp_err_t rc = tp_http_start(&loop, &opts, &http, err, sizeof(err));
-  tp_alloc_fail_after(0);
-  cr_expect_eq(rc, TP_ENOMEM);
-  cr_expect_null(http);
-  cr_expect_eq(uv_loop_close(&loop), 0);
+  long n;
+  for (n = 1;; n++) {
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    tp_http_t *http = NULL;
+    tp_alloc_fail_after(n);
+    tp_err_t rc = tp_http_start(&loop, &opts, &http, err, sizeof(err));
+    long calls = tp_alloc_calls();
+    tp_alloc_fail_after(0);
+    if (calls < n) {
+      cr_assert_eq(rc, TP_OK, "%s", err);
+      tp_http_stop(http);
+      uv_run(&loop, UV_RUN_DEFAULT);
+      cr_expect_eq(uv_loop_close(&loop), 0);
+      break;
+    }
+    cr_expect_eq(rc, TP_ENOMEM, "allocation %ld failed, rc %d: %s", n, (int)rc, err);
+    cr_expect_null(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_expect_eq(uv_loop_close(&loop), 0, "allocation %ld: handles left open", n);
+  }
+  cr_expect_gt(n, 1);
   assert_no_leaks();
 }
 
