@@ -173,7 +173,47 @@ static bool heap_less(const tp_deadline_t *a, const tp_deadline_t *b) {
   return a->idx < b->idx;
 }
 
+static void sift_down(tp_tickets_t *t, size_t i) {
+  size_t n = t->heap_len;
+  tp_deadline_t x = t->heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      break;
+    if (c + 1 < n && heap_less(&t->heap[c + 1], &t->heap[c]))
+      c++;
+    if (!heap_less(&t->heap[c], &x))
+      break;
+    t->heap[i] = t->heap[c];
+    i = c;
+  }
+  t->heap[i] = x;
+}
+
+/*
+ * A ticket dropped at support.max_tickets (or expired) leaves its deadline
+ * in the heap until the watermark reaches it, which may be an hour of event
+ * time away: a flood of new tickets would grow the heap without bound. When
+ * the heap is full and holds more than twice the tickets that can be live,
+ * drop the entries of tickets that are gone and re-heapify, O(n) amortised
+ * over the n pushes that filled it. Which entries remain, and so every pop,
+ * is still a function of the partition's records in order.
+ */
+static void compact(tp_tickets_t *t) {
+  size_t kept = 0;
+  for (size_t i = 0; i < t->heap_len; i++) {
+    const tp_deadline_t *d = &t->heap[i];
+    if (tp__tickets_at(t, d->idx, d->gen) != NULL) /* pops skip the others */
+      t->heap[kept++] = *d;
+  }
+  t->heap_len = kept;
+  for (size_t i = kept / 2; i-- > 0;)
+    sift_down(t, i);
+}
+
 tp_err_t tp__tickets_push_deadline(tp_tickets_t *t, tp_ticket_t *tk, int64_t deadline) {
+  if (t->heap_len == t->heap_cap && t->heap_len >= 2 * (size_t)t->max)
+    compact(t);
   if (t->heap_len == t->heap_cap) {
     size_t cap = t->heap_cap ? t->heap_cap * 2 : 256;
     tp_deadline_t *heap = tp_realloc(t->heap, cap * sizeof(*heap));
@@ -204,21 +244,9 @@ bool tp__tickets_pop_deadline(tp_tickets_t *t, int64_t before, tp_deadline_t *ou
   if (t->heap_len == 0 || t->heap[0].deadline >= before)
     return false;
   *out = t->heap[0];
-  tp_deadline_t last = t->heap[--t->heap_len];
-  size_t i = 0, n = t->heap_len;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n)
-      break;
-    if (c + 1 < n && heap_less(&t->heap[c + 1], &t->heap[c]))
-      c++;
-    if (!heap_less(&t->heap[c], &last))
-      break;
-    t->heap[i] = t->heap[c];
-    i = c;
-  }
-  if (n > 0)
-    t->heap[i] = last;
+  t->heap[0] = t->heap[--t->heap_len];
+  if (t->heap_len > 0)
+    sift_down(t, 0);
   return true;
 }
 

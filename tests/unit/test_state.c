@@ -251,6 +251,30 @@ Test(metrics, sla_breaches_count_deadlines_without_an_earlier_reply) {
   fx_free(f);
 }
 
+Test(metrics, sla_deadlines_of_dropped_tickets_are_compacted_and_live_ones_kept) {
+  /* support.max_tickets 3: 600 tickets opened within a minute leave only the
+   * last three alive; the deadline heap is compacted on the way (it fills
+   * with the dropped tickets' entries) and must keep exactly the live ones:
+   * three breaches, of which the one answered in time is not one. */
+  fixture_t *f = fx_new("windows: {step: 1m, allowed_lateness: 0s, idle_timeout: 0s}\n"
+                        "support: {first_response_sla: 10m, max_tickets: 3}\n",
+                        TP_SRC_SUPPORT, 0);
+  char ticket[16];
+  for (int i = 0; i < 600; i++) {
+    snprintf(ticket, sizeof(ticket), "T%d", i);
+    sup(f, test_id("o", i), T0 + i * 50, ticket, TP_SUPPORT_OPENED);
+  }
+  sup(f, "r1", T0 + 2 * MIN_MS, "T599", TP_SUPPORT_AGENT_REPLIED); /* in time */
+  cr_expect_eq(tp_part_stats(f->part)->tickets_evicted, 597);
+  tp_part_advance(f->part, T0 + 25 * MIN_MS);
+  tp_metric_value_t v = {0};
+  int64_t end = 0;
+  cr_assert(tp__state_value(f->st, TP_SRC_SUPPORT, 0, "support.chat", 15 * MIN_MS,
+                            TP_METRIC_FIRST_RESPONSE_SLA_BREACHES, &v, &end));
+  cr_expect_eq(v.value, 2, "breaches %g: T597 and T598 only", v.value);
+  fx_free(f);
+}
+
 /* ---- commerce metrics ------------------------------------------------------ */
 
 Test(metrics, orders_returns_and_return_pct) {
