@@ -183,6 +183,10 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
   rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
   rd_kafka_conf_set(conf, "client.id", "touchpulse", err, sizeof(err));
   rd_kafka_conf_set(conf, "statistics.interval.ms", TP_KAFKA_STATS_INTERVAL_MS, err, sizeof(err));
+  /* A bounded queue: when the brokers do not take alerts and dead letters,
+   * workers wait for room (backpressure) instead of buffering up to
+   * librdkafka's default of 1 GiB of dead-lettered records. */
+  rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", "65536", err, sizeof(err));
   if (cfg->exactly_once)
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "10000", err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, true, errstr, errstr_size) != TP_OK)
