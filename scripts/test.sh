@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install what is needed, build touchpulse and run the whole test suite:
+#   0. clang-tidy and cppcheck over src/ (scripts/lint.sh);
 #   1. every suite under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   2. the integration tests against a real Kafka broker and the SASL tests
 #      (ASan build);
@@ -14,6 +15,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tsan.supp}
+
+echo "== static analysis (clang-tidy, cppcheck)"
+scripts/lint.sh
 
 echo "== build (ASan+UBSan)"
 scripts/build.sh asan

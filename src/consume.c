@@ -374,15 +374,16 @@ static void rewind_all(tp_pipeline_t *pl);
 static void crash_point(tp_pipeline_t *pl) {
   static long countdown = -1;
   if (countdown == -1) {
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
     const char *v = getenv("TP_FAULT_KILL_AT_CHECKPOINT");
-    countdown = v ? atol(v) : 0;
+    countdown = v ? strtol(v, NULL, 10) : 0;
   }
   if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0)
     return;
   if (--countdown == 0) {
     tp_publisher_flush(pl->pub, 30000);
     tp_log_warn("TP_FAULT_KILL_AT_CHECKPOINT: killing the process after delivery, before commit");
-    raise(SIGKILL);
+    (void)raise(SIGKILL);
   }
 }
 
@@ -394,8 +395,9 @@ static void crash_point(tp_pipeline_t *pl) {
 static bool abort_point(tp_pipeline_t *pl) {
   static long countdown = -1;
   if (countdown == -1) {
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
     const char *v = getenv("TP_FAULT_ABORT_AT_CHECKPOINT");
-    countdown = v ? atol(v) : 0;
+    countdown = v ? strtol(v, NULL, 10) : 0;
   }
   if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0 || --countdown > 0)
     return false;
@@ -528,6 +530,7 @@ done:
 static void add_ctx_to(pctx_t ***arr, size_t *n, size_t *cap, pctx_t *c) {
   if (*n == *cap) {
     size_t nc = *cap ? *cap * 2 : 16;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     pctx_t **a = tp_realloc(*arr, nc * sizeof(*a));
     if (a == NULL)
       return;
@@ -537,7 +540,7 @@ static void add_ctx_to(pctx_t ***arr, size_t *n, size_t *cap, pctx_t *c) {
   (*arr)[(*n)++] = c;
 }
 
-static void remove_ctx_from(pctx_t **arr, size_t *n, pctx_t *c) {
+static void remove_ctx_from(pctx_t **arr, size_t *n, const pctx_t *c) {
   for (size_t i = 0; i < *n; i++) {
     if (arr[i] == c) {
       arr[i] = arr[--*n];
@@ -677,6 +680,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
   }
 
   pause_workers(pl);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   pctx_t **added = tp_calloc((size_t)parts->cnt + 1, sizeof(*added));
   int64_t *start = tp_calloc((size_t)parts->cnt + 1, sizeof(*start));
   int *index = tp_calloc((size_t)parts->cnt + 1, sizeof(*index));
@@ -692,6 +696,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     if (pl->n_ctx == pl->cap_ctx) {
       size_t nc = pl->cap_ctx ? pl->cap_ctx * 2 : 16;
       pthread_mutex_lock(&pl->ctx_lock);
+      /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
       pctx_t **a = tp_realloc(pl->ctxs, nc * sizeof(*a));
       if (a != NULL) {
         pl->ctxs = a;
@@ -769,6 +774,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
 
 static void on_revoke(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts, bool lost) {
   pause_workers(pl);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
   pctx_t **gone = tp_calloc(pl->n_ctx + 1, sizeof(*gone));
   size_t n = 0;
   if (gone == NULL) {

@@ -45,14 +45,14 @@
 
 static const char *const reject_labels[TP_REJECT_COUNT] = {
     [TP_REJECT_NONE] = "none",
-#define XX(code, label, msg) [TP_REJECT_##code] = label,
+#define XX(code, label, msg) [TP_REJECT_##code] = (label),
     TP_REJECT_MAP(XX)
 #undef XX
 };
 
 static const char *const reject_messages[TP_REJECT_COUNT] = {
     [TP_REJECT_NONE] = "record accepted",
-#define XX(code, label, msg) [TP_REJECT_##code] = msg,
+#define XX(code, label, msg) [TP_REJECT_##code] = (msg),
     TP_REJECT_MAP(XX)
 #undef XX
 };
@@ -637,6 +637,7 @@ HOT tp_reject_t decode_commerce(dec_t *d, tp_event_t *ev) {
 }
 
 tp_reject_t tp_decode(tp_source_t src, const void *buf, size_t len,
+                      /* NOLINTNEXTLINE(readability-non-const-parameter): reject() writes it */
                       tp_event_t *ev, char *detail, size_t detail_size) {
   assert(ev != NULL);
   dec_t d = {.p = buf, .end = buf, .base = buf, .detail = detail,

@@ -22,8 +22,10 @@ typedef struct {
 } enc_t;
 
 static void put_long(enc_t *w, int64_t v) {
-  /* Avro's zigzag: small magnitudes of either sign get short encodings. */
-  uint64_t n = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+  /* Avro's zigzag: small magnitudes of either sign get short encodings.
+   * The mask is all ones when v < 0, without right-shifting a negative
+   * number (implementation-defined in C). */
+  uint64_t n = ((uint64_t)v << 1) ^ -((uint64_t)v >> 63);
   uint8_t tmp[10];
   size_t len = 0;
   while (n >= 0x80) {

@@ -27,7 +27,6 @@ typedef struct {
   char path[MAX_DEPTH][KEY_MAX];
   int depth; /* keys on the path */
   tp_kstats_snap_t *snap;
-  bool bad;
 } scan_t;
 
 static void skip_ws(scan_t *s) {
@@ -118,6 +117,7 @@ static void scalar(scan_t *s, const char *str, double num, bool is_num) {
 
 static bool scan_value(scan_t *s);
 
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is capped at MAX_DEPTH */
 static bool scan_object(scan_t *s) {
   s->p++; /* { */
   skip_ws(s);
@@ -153,6 +153,7 @@ static bool scan_object(scan_t *s) {
   }
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is capped at MAX_DEPTH */
 static bool scan_array(scan_t *s) {
   s->p++; /* [ */
   skip_ws(s);
@@ -182,6 +183,7 @@ static bool scan_array(scan_t *s) {
   }
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): nesting is capped at MAX_DEPTH */
 static bool scan_value(scan_t *s) {
   skip_ws(s);
   if (s->p >= s->end)

@@ -97,7 +97,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--config") == 0 || strcmp(a, "--check-config") == 0) {
       if (next == NULL)
         return bad_usage("this option needs a file name:", a);
-      *(strcmp(a, "--config") == 0 ? &config : &check) = next;
+      if (strcmp(a, "--config") == 0)
+        config = next;
+      else
+        check = next;
       i++;
     } else if (strcmp(a, "--demo") == 0) {
       demo = true;

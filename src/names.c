@@ -16,7 +16,7 @@ const char *tp_source_name(tp_source_t src) {
 #define NAME_FN(fn, type, map, count)                                          \
   const char *fn(type v) {                                                     \
     static const char *const names[] = {map(XX)};                              \
-    return (unsigned)v < count ? names[v] : "UNKNOWN";                         \
+    return (unsigned)v < (count) ? names[v] : "UNKNOWN";                       \
   }
 #define XX(s) #s,
 NAME_FN(tp_stage_name, tp_stage_t, TP_STAGE_MAP, TP_STAGE_COUNT)

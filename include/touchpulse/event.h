@@ -56,10 +56,13 @@ typedef enum {
   TP_COMMERCE_KIND_COUNT
 } tp_commerce_kind_t;
 
+/* NOLINTBEGIN(readability-inconsistent-declaration-parameter-name): names.c
+ * generates the definitions from one macro, whose parameter is called v. */
 const char *tp_stage_name(tp_stage_t stage);          /* "PURCHASE" */
 const char *tp_channel_name(tp_channel_t channel);    /* "CHAT" */
 const char *tp_support_kind_name(tp_support_kind_t k);
 const char *tp_commerce_kind_name(tp_commerce_kind_t k);
+/* NOLINTEND(readability-inconsistent-declaration-parameter-name) */
 
 /* Longest touchpoint id (SPEC); decode.h repeats it with the same value. */
 #define TP_TOUCHPOINT_MAX 128

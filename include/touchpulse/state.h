@@ -123,7 +123,7 @@ int64_t tp_part_watermark(const tp_part_t *part);
 
 /** While false, transitions update state but no alert reaches the callback
  *  (rebuilding state from history). Default true. */
-void tp_part_set_emit(tp_part_t *part, bool emit);
+void tp_part_set_emit(tp_part_t *part, bool on);
 
 const tp_part_stats_t *tp_part_stats(const tp_part_t *part);
 tp_source_t tp_part_source(const tp_part_t *part);

@@ -121,6 +121,7 @@ static void schedule(tp_part_t *p, tp_entry_t *e, uint64_t b) {
   struct tp_wheel_slot_s *slot = &p->wheel[b % p->wheel_len];
   if (slot->n == slot->cap) {
     uint32_t cap = slot->cap ? slot->cap * 2 : 16;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     tp_entry_t **v = tp_realloc(slot->v, cap * sizeof(*v));
     if (v == NULL) {
       /* Without memory the evaluation is lost; count it where ops look. */
@@ -574,6 +575,7 @@ static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
 
   if (p->n_entries == p->cap_entries) {
     size_t c = p->cap_entries ? p->cap_entries * 2 : 64;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     tp_entry_t **a = tp_realloc(p->entries, c * sizeof(*a));
     if (a == NULL)
       goto nomem;

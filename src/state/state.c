@@ -45,6 +45,7 @@ static tp_err_t kind_init(tp_kind_t *kind, tp_source_t src, const tp_config_t *c
     return TP_ECONFIG;
   }
   if (kind->n_rules > 0) {
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     kind->rules = tp_calloc(kind->n_rules, sizeof(*kind->rules));
     kind->rule_view = tp_calloc(kind->n_rules, 1);
     kind->rule_slot = tp_calloc(kind->n_rules, 1);
@@ -155,6 +156,7 @@ tp_err_t tp__state_register(tp_state_t *st, tp_part_t *p) {
       err = TP_EEXIST;
   if (err == TP_OK && st->n_parts[s] == st->cap_parts[s]) {
     size_t cap = st->cap_parts[s] ? st->cap_parts[s] * 2 : 16;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     tp_part_t **a = tp_realloc(st->parts[s], cap * sizeof(*a));
     if (a == NULL) {
       err = TP_ENOMEM;
@@ -455,7 +457,6 @@ const tp_metric_t *tp_state_row_metrics(tp_source_t src, size_t *n) {
 }
 
 typedef struct {
-  tp_state_t *st;
   const tp_kind_t *kind;
   size_t max, n;
   void (*cb)(const tp_state_row_t *row, void *opaque);
@@ -504,7 +505,7 @@ static int row_visit(tp_table_node_t *node, void *opaque) {
 
 size_t tp_state_foreach_row(tp_state_t *st, size_t max,
                             void (*cb)(const tp_state_row_t *row, void *opaque), void *opaque) {
-  rows_ctx_t c = {st, NULL, max, 0, cb, opaque};
+  rows_ctx_t c = {NULL, max, 0, cb, opaque};
   for (int s = 0; s < TP_SRC_COUNT; s++) {
     c.kind = &st->kinds[s];
     tp_table_read_begin(c.kind->table);
@@ -559,8 +560,11 @@ bool tp__state_value(tp_state_t *st, tp_source_t src, int32_t partition, const c
       tp_snapshot_t s;
       tp__snapshot(kind, (tp_entry_t *)node, &s);
       size_t i = v * kind->n_metrics + m;
+      /* NOLINTBEGIN(clang-analyzer-core.uninitialized.Assign): tp__snapshot()
+       * filled s.value[] and s.samples[] up to n_views * n_metrics > i. */
       out->value = s.value[i];
       out->samples = s.samples[i];
+      /* NOLINTEND(clang-analyzer-core.uninitialized.Assign) */
       out->defined = s.view_end > 0 && !isnan(s.value[i]);
       if (window_end)
         *window_end = s.view_end;

@@ -185,7 +185,7 @@ void tp__tickets_free(tp_tickets_t *t);
 /** Find or create; may evict the least recently used ticket (*evicted). */
 tp_ticket_t *tp__tickets_get(tp_tickets_t *t, const uint64_t fp[2], bool create,
                              bool *evicted);
-void tp__tickets_touch(tp_tickets_t *t, tp_ticket_t *tk);
+void tp__tickets_touch(tp_tickets_t *t, const tp_ticket_t *tk);
 tp_err_t tp__tickets_push_deadline(tp_tickets_t *t, tp_ticket_t *tk, int64_t deadline);
 /** Pop the earliest deadline below `before`; @returns its ticket or NULL (stale). */
 bool tp__tickets_pop_deadline(tp_tickets_t *t, int64_t before, tp_deadline_t *out);
@@ -246,6 +246,7 @@ static inline void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapsho
     s->view_end = atomic_load_explicit(&e->view_end, acq);
     s->stage = atomic_load_explicit(&e->pub_stage, acq);
     s->channel = atomic_load_explicit(&e->pub_channel, acq);
+    /* cppcheck-suppress knownConditionTrueFalse ; 2.10 misreads nr = min(n, sizeof) as < 1 */
     for (size_t r = 0; r < nr; r++)
       s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
     for (size_t i = 0; i < nv; i++) {
@@ -273,8 +274,8 @@ void tp__state_unregister(tp_state_t *st, tp_part_t *p);
 size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
                      size_t tp_len, char *key);
 
-/** Add (sign > 0) or subtract a bucket's counts to window sums. */
-void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *bucket, int sign);
+/** Add (sign > 0) or subtract the counts of bucket h to window sums. */
+void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *h, int sign);
 /** Merge the histograms of e's support buckets in [end - len, end). */
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
                            int64_t end, int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res);

@@ -201,6 +201,7 @@ static inline uintptr_t slot_word(const tp_table_node_t *node) {
 }
 
 static inline tp_table_node_t *slot_node(uintptr_t w) {
+  /* NOLINTNEXTLINE(performance-no-int-to-ptr): slots hold tagged node pointers */
   return (tp_table_node_t *)((w & SLOT_TAGGED) ? (w & PTR_MASK)
                                                 : (w & ~SLOT_LOW_BITS));
 }
@@ -214,8 +215,10 @@ static inline bool slot_may_hold(uintptr_t w, uintptr_t tag) {
 
 static inline bool key_eq(const tp_table_node_t *node, uint64_t hash,
                           const void *key, size_t key_len) {
+  /* An empty key may be NULL, and memcmp() must not be given NULL even
+   * for 0 bytes. */
   return node->hash == hash && node->key_len == key_len &&
-         memcmp(node->key, key, key_len) == 0;
+         (key_len == 0 || memcmp(node->key, key, key_len) == 0);
 }
 
 /* Wait for another insert's pending slot to be published or backed off.
@@ -556,8 +559,10 @@ static int reader_id_claim(void) {
                                               used | ((uint64_t)1 << id),
                                               memory_order_acquire,
                                               memory_order_relaxed)) {
-      if (pthread_setspecific(reader_key, (void *)(uintptr_t)(id + 1)) != 0) {
-        reader_id_release((void *)(uintptr_t)(id + 1));
+      /* NOLINTNEXTLINE(performance-no-int-to-ptr): a key value, not an address */
+      void *key_value = (void *)(uintptr_t)(id + 1); /* never NULL */
+      if (pthread_setspecific(reader_key, key_value) != 0) {
+        reader_id_release(key_value);
         reader_id = READER_ID_OVERFLOW;
         return reader_id;
       }

@@ -60,7 +60,7 @@ static void lru_append(tp_tickets_t *t, uint32_t i1) {
   t->lru_tail = i1;
 }
 
-void tp__tickets_touch(tp_tickets_t *t, tp_ticket_t *tk) {
+void tp__tickets_touch(tp_tickets_t *t, const tp_ticket_t *tk) {
   uint32_t i1 = (uint32_t)(tk - t->pool) + 1;
   if (t->lru_tail == i1)
     return;
