@@ -1540,6 +1540,11 @@ static void env_apply(loader_t *ld, char *const *envp) {
       continue;
     size_t nlen = (size_t)(eq - var);
     snprintf(name, sizeof(name), "%.*s", (int)TP_MIN(nlen, sizeof(name) - 1), var);
+    /* The name goes into error messages, one line each: no control bytes
+     * (a newline in a variable name would forge a log line). */
+    for (char *p = name; *p != '\0'; p++)
+      if ((unsigned char)*p < 0x20 || *p == 0x7f)
+        *p = '?';
     snprintf(srcname, sizeof(srcname), "env %s", name);
     source_t src = {srcname, ORDER_ENV, true};
     const char *value = eq + 1;

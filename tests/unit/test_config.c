@@ -1198,3 +1198,16 @@ Test(config, exactly_once_and_transactional_id_parse_and_validate) {
                "t.yaml:2: processing.transactional_id: expected an id of up to 249 characters "
                "of A-Z a-z 0-9 . _ -, got 'has space'");
 }
+
+Test(config, control_bytes_in_an_environment_name_cannot_forge_a_log_line) {
+  /* Found by the config fuzzer: a newline in a variable's name went into
+   * the error message as it was. */
+  char *env[] = {"TOUCHPULSE_WINDOWS_STEP\n2026-11-23 error injected=1", NULL};
+  tp_config_t *cfg = NULL;
+  tp_err_t rc = tp_config_load_string("", 0, "t.yaml", env, &cfg, errbuf, sizeof(errbuf));
+  cr_assert_eq(rc, TP_ECONFIG);
+  cr_expect(strstr(errbuf, "env TOUCHPULSE_WINDOWS_STEP?2026-11-23 error injected") != NULL, "%s",
+            errbuf);
+  const char *nl = strchr(errbuf, '\n');
+  cr_expect(nl == NULL || nl[1] == '\0', "one error, one line: %s", errbuf);
+}
