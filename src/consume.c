@@ -479,13 +479,43 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
       ok = false;
       goto done;
     }
-    tp_err_t rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
+    tp_err_t rc;
+    if (tp_publisher_txn_doomed(pl->pub)) {
+      /* A message was refused: committing would lose it. */
+      snprintf(err, sizeof(err), "a message was refused by the transaction");
+      rc = TP_EAGAIN;
+    } else {
+      rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
+      /* A commit that timed out is still in progress inside librdkafka:
+       * workers resumed now would find the transaction refusing their
+       * messages, and librdkafka refuses an abort. Resume it, workers held,
+       * until it completes or must abort. */
+      uint64_t give_up = tp_mono_ns() + 60ull * 1000000000u;
+      while (rc == TP_EAGAIN && tp_publisher_txn_committing(pl->pub) && tp_mono_ns() < give_up) {
+        tp_log_warn("checkpoint: %s; resuming the commit", err);
+        rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
+      }
+      if (rc == TP_EAGAIN && tp_publisher_txn_committing(pl->pub)) {
+        set_failed(pl, "the transaction's commit did not complete within 60 s");
+        ok = false;
+        goto done;
+      }
+    }
     if (rc == TP_OK) {
       committed_all(ctxs, n);
       atomic_fetch_add(&pl->commits, 1);
     } else if (rc == TP_EAGAIN) {
-      atomic_fetch_add(&pl->checkpoints_skipped, 1);
-      tp_log_warn("checkpoint: %s; the transaction stays open", err);
+      /* The offsets could not join the transaction in time, or a message
+       * was refused: abort and do the work again. */
+      char aerr[256];
+      if (tp_publisher_txn_abort(pl->pub, aerr, sizeof(aerr)) != TP_OK) {
+        set_failed(pl, aerr);
+      } else {
+        atomic_fetch_add(&pl->txn_aborts, 1);
+        tp_log_warn("checkpoint: %s; transaction aborted, input rewound to the committed offsets",
+                    err);
+        rewind_all(pl);
+      }
       ok = false;
     } else if (tp_publisher_failed(pl->pub)) {
       set_failed(pl, err);
@@ -672,7 +702,24 @@ out:
 static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts) {
   /* The group's committed offsets, before touching anything. */
   rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
-  rd_kafka_resp_err_t cerr = rd_kafka_committed(pl->rk, committed, 30000);
+  /* librdkafka 2.0.2 hands a moving coordinator's errors to the caller of
+   * rd_kafka_committed() (it only looks the coordinator up again): retry
+   * those within the same 30 s budget. */
+  uint64_t give_up = tp_mono_ns() + 30000ull * 1000000u;
+  rd_kafka_resp_err_t cerr;
+  for (;;) {
+    int64_t left = (int64_t)(give_up - tp_mono_ns()) / 1000000;
+    cerr = rd_kafka_committed(pl->rk, committed, (int)(left > 100 ? left : 100));
+    bool retriable = cerr == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+                     cerr == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+                     cerr == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+                     cerr == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+    if (!retriable || tp_mono_ns() > give_up || atomic_load(&pl->stop_req))
+      break;
+    tp_log_warn("reading the committed offsets: %s; retrying", rd_kafka_err2str(cerr));
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   if (cerr) {
     char msg[256];
     snprintf(msg, sizeof(msg), "cannot read the committed offsets: %s", rd_kafka_err2str(cerr));

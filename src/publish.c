@@ -22,6 +22,8 @@ struct tp_publisher_s {
   _Atomic uint64_t failed_since_flush;
   tp_publisher_stats_t stats;
   tp_kstats_t *kstats;
+  _Atomic bool doomed; /* a message was refused by an abortable transaction */
+  bool committing;      /* commit_transaction timed out and must be resumed */
   _Atomic bool has_failure;
   char failure[640]; /* why the producer failed, written once before has_failure */
 };
@@ -247,6 +249,15 @@ static void nap_ms(int ms) {
     rd_kafka_resp_err_t err_ = (call);                                                             \
     if (err_ == RD_KAFKA_RESP_ERR_NO_ERROR)                                                        \
       break;                                                                                       \
+    if (err_ == RD_KAFKA_RESP_ERR__STATE && (pub)->transactional) {                               \
+      /* The transaction hit an abortable error: this message cannot join     \
+       * it. The next checkpoint aborts it and rewinds the input to the       \
+       * committed offsets, so this record is processed again. */             \
+      if (!atomic_exchange(&(pub)->doomed, true))                                                  \
+        tp_log_warn("produce: %s: the transaction will be aborted and the input rewound",         \
+                    rd_kafka_err2str(err_));                                                       \
+      return TP_OK;                                                                                \
+    }                                                                                              \
     if (err_ != RD_KAFKA_RESP_ERR__QUEUE_FULL) {                                                   \
       tp_log_error("produce: %s", rd_kafka_err2str(err_));                                        \
       atomic_store(&(pub)->failed, true);                                                          \
@@ -310,10 +321,19 @@ tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr
    * transaction can make the broker refuse EndTxn with INVALID_TXN_STATE,
    * a fatal error (librdkafka issue #4849). Let those requests finish. */
   rd_kafka_flush(pub->rk, 30000);
-  rd_kafka_error_t *e = rd_kafka_abort_transaction(pub->rk, 30000);
+  uint64_t give_up = tp_mono_ns() + 60ull * 1000000000u;
+  rd_kafka_error_t *e;
+  for (;;) { /* a timed-out abort is resumed by calling it again */
+    e = rd_kafka_abort_transaction(pub->rk, 10000);
+    if (e == NULL || !rd_kafka_error_is_retriable(e) || tp_mono_ns() > give_up)
+      break;
+    rd_kafka_error_destroy(e);
+  }
+  pub->committing = false;
   if (e == NULL)
     e = rd_kafka_begin_transaction(pub->rk);
   atomic_store(&pub->pending, 0);
+  atomic_store(&pub->doomed, false);
   if (e == NULL)
     return TP_OK;
   snprintf(errstr, errstr_size, "abort_transaction: %s", rd_kafka_error_string(e));
@@ -322,6 +342,8 @@ tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr
   return TP_EKAFKA;
 }
 uint64_t tp_publisher_pending(const tp_publisher_t *pub) { return atomic_load(&pub->pending); }
+
+bool tp_publisher_txn_doomed(const tp_publisher_t *pub) { return atomic_load(&pub->doomed); }
 
 /*
  * librdkafka's transactional errors come in three kinds: retriable (call
@@ -399,7 +421,10 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
                                  const rd_kafka_topic_partition_list_t *offsets, int timeout_ms,
                                  char *errstr, size_t errstr_size) {
   uint64_t give_up = tp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-  if (offsets != NULL && offsets->cnt > 0) {
+  /* A commit that timed out is resumed by calling commit_transaction again
+   * (librdkafka refuses anything else meanwhile, abort included); its
+   * offsets went into the transaction already. */
+  if (!pub->committing && offsets != NULL && offsets->cnt > 0) {
     rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(consumer);
     for (;;) {
       rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(pub->rk, offsets, md, timeout_ms);
@@ -413,14 +438,20 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
     }
     rd_kafka_consumer_group_metadata_destroy(md);
   }
+  pub->committing = true;
   for (;;) {
     rd_kafka_error_t *e = rd_kafka_commit_transaction(pub->rk, timeout_ms);
     if (e == NULL)
       break;
     tp_err_t rc = txn_error(pub, "commit_transaction", e, errstr, errstr_size);
-    if (rc != TP_EAGAIN || tp_mono_ns() > give_up)
+    if (rc != TP_EAGAIN) {
+      pub->committing = false; /* aborted (txn_error) or failed for good */
       return rc;
+    }
+    if (tp_mono_ns() > give_up)
+      return TP_EAGAIN; /* still committing: call again */
   }
+  pub->committing = false;
   atomic_store(&pub->pending, 0);
   rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
   if (e != NULL) {
@@ -431,6 +462,8 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
   }
   return TP_OK;
 }
+
+bool tp_publisher_txn_committing(const tp_publisher_t *pub) { return pub->committing; }
 
 void tp_publisher_stop(tp_publisher_t *pub) { atomic_store(&pub->stopped, true); }
 bool tp_publisher_failed(const tp_publisher_t *pub) { return atomic_load(&pub->failed); }

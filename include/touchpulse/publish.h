@@ -107,6 +107,12 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
 /** Abort the open transaction and begin the next one (a lost assignment).
  *  @returns TP_OK or TP_EKAFKA (the publisher failed). */
 tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size);
+/** @returns true when a message was refused because the open transaction
+ *  must abort (it is then left out: the caller aborts and rewinds). */
+bool tp_publisher_txn_doomed(const tp_publisher_t *pub);
+/** @returns true while a commit that timed out must be resumed (call
+ *  tp_publisher_txn_commit() again; nothing else is allowed meanwhile). */
+bool tp_publisher_txn_committing(const tp_publisher_t *pub);
 
 /** Messages produced since the open transaction began (or since the last flush). */
 uint64_t tp_publisher_pending(const tp_publisher_t *pub);
