@@ -13,9 +13,10 @@ if [ "${1:-}" != --build ]; then
   # Tests: Criterion, liburcu (the benchmarks' baseline), kcat and Python
   # clients for the real-broker tests, Prometheus and promtool for the
   # metrics checks, docker-compose to validate the compose file, cppcheck
-  # and clang-tidy for the static analysis in scripts/lint.sh.
+  # and clang-tidy for the static analysis in scripts/lint.sh, clang and its
+  # sanitizer and libFuzzer runtimes for scripts/fuzz.sh.
   packages+=(libcriterion-dev liburcu-dev curl kcat prometheus python3 docker-compose
-             cppcheck clang-tidy)
+             cppcheck clang-tidy clang libclang-rt-14-dev)
 fi
 
 # The integration tests run a real Kafka broker (Java 17, jars fetched with

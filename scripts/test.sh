@@ -4,8 +4,9 @@
 #   1. every suite under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   2. the integration tests against a real Kafka broker and the SASL tests
 #      (ASan build);
-#   3. the concurrent suites (table, pipeline, HTTP) under ThreadSanitizer;
-#   4. the benchmarks are built (not timed: CI machines are noisy).
+#   3. every libFuzzer target for a bounded time (scripts/fuzz.sh);
+#   4. the concurrent suites (table, pipeline, HTTP) under ThreadSanitizer;
+#   5. the benchmarks are built (not timed: CI machines are noisy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -28,6 +29,9 @@ echo "== integration tests (real Kafka broker)"
 tests/integration/run.sh build/asan/touchpulse
 echo "== SASL against real brokers (SCRAM on Kafka 3.9.1, PLAIN and SCRAM on 4.1.2)"
 tests/integration/sasl.sh build/asan/touchpulse
+
+echo "== fuzzing, bounded (every target 10 s, regressions replayed)"
+scripts/fuzz.sh run 10
 
 echo "== build (TSan)"
 scripts/build.sh tsan
