@@ -471,7 +471,7 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
   char err[512];
   crash_point(pl);
   if (tp_publisher_transactional(pl->pub)) {
-    if (list->cnt == 0 && tp_publisher_pending(pl->pub) == 0)
+    if (list->cnt == 0 && tp_publisher_pending(pl->pub) == 0 && !tp_publisher_txn_doomed(pl->pub))
       goto done;
     if (abort_point(pl)) {
       atomic_fetch_add(&pl->txn_aborts, 1);
