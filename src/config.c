@@ -607,7 +607,7 @@ static node_t *tree_load(loader_t *ld, const source_t *src, const char *text, si
                          int max_depth, bool *usable) {
   yaml_parser_t parser;
   yaml_event_t ev;
-  node_t *root = NULL, *stack[CFG_FILE_DEPTH];
+  node_t *root = NULL, *stack[CFG_FILE_DEPTH] = {0};
   int depth = 0, docs = 0;
   bool done = false, failed = false;
   char shown[SHOW_SIZE];
@@ -946,7 +946,7 @@ static void walk_kafka(loader_t *ld, const node_t *map) {
     }
     for (size_t j = 0; j < i && !dup; j += 2) {
       const node_t *prev = map->kids[j];
-      if (prev->kind == NODE_SCALAR && strcmp(prev->text, name) == 0) {
+      if (prev->kind == NODE_SCALAR && prev->text != NULL && strcmp(prev->text, name) == 0) {
         report(ld, src, key->line, "duplicate key '%s' in kafka (first at line %d)",
                show(name, shown), prev->line);
         dup = true;
