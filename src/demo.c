@@ -679,8 +679,15 @@ static void generate_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *
 
 static void generate_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
   demo_t *d = opaque;
-  if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) { /* the service's message, hint included */
+    char why[640];
+    tp__kafka_auth_message(d->cfg, "generator", reason, why, sizeof(why));
+    tp_log_error("generate: %s", why);
+    atomic_store(&d->gen_error, 1);
+    atomic_store(&d->quit, true);
+    return;
+  }
+  if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     tp_log_error("generate: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     atomic_store(&d->gen_error, 1);
     atomic_store(&d->quit, true);

@@ -117,54 +117,32 @@ static void scalar(scan_t *s, const char *str, double num, bool is_num) {
 
 static bool scan_value(scan_t *s);
 
+/* An object ('{', each value under its key) or an array ('[', each value
+ * under "[]"): the path names where a scalar sits. */
 /* NOLINTNEXTLINE(misc-no-recursion): nesting is capped at MAX_DEPTH */
-static bool scan_object(scan_t *s) {
-  s->p++; /* { */
+static bool scan_container(scan_t *s) {
+  bool object = *s->p == '{';
+  char close = object ? '}' : ']';
+  s->p++;
   skip_ws(s);
-  if (s->p < s->end && *s->p == '}') {
-    s->p++;
-    return true;
-  }
-  for (;;) {
-    skip_ws(s);
-    if (s->depth >= MAX_DEPTH)
-      return false;
-    if (!scan_string(s, s->path[s->depth], KEY_MAX))
-      return false;
-    skip_ws(s);
-    if (s->p >= s->end || *s->p != ':')
-      return false;
-    s->p++;
-    s->depth++;
-    bool ok = scan_value(s);
-    s->depth--;
-    if (!ok)
-      return false;
-    skip_ws(s);
-    if (s->p >= s->end)
-      return false;
-    if (*s->p == '}') {
-      s->p++;
-      return true;
-    }
-    if (*s->p != ',')
-      return false;
-    s->p++;
-  }
-}
-
-/* NOLINTNEXTLINE(misc-no-recursion): nesting is capped at MAX_DEPTH */
-static bool scan_array(scan_t *s) {
-  s->p++; /* [ */
-  skip_ws(s);
-  if (s->p < s->end && *s->p == ']') {
+  if (s->p < s->end && *s->p == close) {
     s->p++;
     return true;
   }
   if (s->depth >= MAX_DEPTH)
     return false;
-  snprintf(s->path[s->depth], KEY_MAX, "[]");
   for (;;) {
+    skip_ws(s);
+    if (object) {
+      if (!scan_string(s, s->path[s->depth], KEY_MAX))
+        return false;
+      skip_ws(s);
+      if (s->p >= s->end || *s->p != ':')
+        return false;
+      s->p++;
+    } else {
+      snprintf(s->path[s->depth], KEY_MAX, "[]");
+    }
     s->depth++;
     bool ok = scan_value(s);
     s->depth--;
@@ -173,7 +151,7 @@ static bool scan_array(scan_t *s) {
     skip_ws(s);
     if (s->p >= s->end)
       return false;
-    if (*s->p == ']') {
+    if (*s->p == close) {
       s->p++;
       return true;
     }
@@ -189,10 +167,8 @@ static bool scan_value(scan_t *s) {
   if (s->p >= s->end)
     return false;
   char c = *s->p;
-  if (c == '{')
-    return scan_object(s);
-  if (c == '[')
-    return scan_array(s);
+  if (c == '{' || c == '[')
+    return scan_container(s);
   if (c == '"') {
     char str[KEY_MAX];
     if (!scan_string(s, str, sizeof(str)))
@@ -238,7 +214,7 @@ bool tp_kstats_parse(const char *json, size_t len, tp_kstats_snap_t *snap) {
   s->end = json + len;
   s->snap = snap;
   skip_ws(s);
-  bool ok = s->p < s->end && *s->p == '{' && scan_object(s);
+  bool ok = s->p < s->end && *s->p == '{' && scan_container(s);
   tp_free(s);
   /* A partial document still gives what was read before the error. */
   snap->valid = ok || snap->n_brokers > 0 || snap->tx > 0;

@@ -250,27 +250,7 @@ static const char *hex(const uint8_t *buf, size_t len) {
   return ref_hex(buf, len, out);
 }
 
-/* tp_decode() of an exact heap copy of buf[0..len); its strings rebased. */
-static tp_reject_t decode_exact(tp_source_t src, const uint8_t *bytes,
-                                size_t len, tp_event_t *ev, char *detail,
-                                size_t size) {
-  uint8_t *copy = fuzz_copy(bytes, len);
-  tp_reject_t r = tp_decode(src, copy, len, ev, detail, size);
-  if (r == TP_REJECT_NONE) {
-    tp_str_t *strs[] = {&ev->event_id, &ev->touchpoint,
-                        src == TP_SRC_FEEDBACK   ? &ev->feedback.customer_id
-                        : src == TP_SRC_SUPPORT  ? &ev->support.ticket_id
-                                                 : &ev->commerce.order_id,
-                        src == TP_SRC_FEEDBACK   ? &ev->feedback.comment
-                        : src == TP_SRC_COMMERCE ? &ev->commerce.reason
-                                                 : NULL};
-    for (size_t i = 0; i < TP_ARRAY_SIZE(strs); i++)
-      if (strs[i] != NULL && strs[i]->ptr != NULL)
-        strs[i]->ptr = (const char *)bytes + (strs[i]->ptr - (char *)copy);
-  }
-  free(copy);
-  return r;
-}
+/* decode_exact(): tests/fixtures/avro_ref.h, shared with test_decode.c. */
 
 /* bytes must decode, with tp_decode() and with Avro-C, to want. */
 static void expect_values(const char *what, tp_source_t src,

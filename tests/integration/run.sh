@@ -21,7 +21,7 @@ fi
 # Every test's folder (and broker) lives under one root, so whatever happens
 # to cluster.py, no broker outlives the run.
 export TMPDIR
-TMPDIR=$(mktemp -d -t tp-it.XXXXXX)
+TMPDIR=$(mktemp -d)
 cleanup() {
   for d in "$TMPDIR"/*/kafka; do
     [ -d "$d" ] && "$root/scripts/kafka.sh" stop "$d" || true

@@ -96,7 +96,7 @@ done
 versions=${versions# }
 for v in $versions; do KAFKA_VERSION=$v "$kafka_sh" fetch; done
 
-work=$(mktemp -d -t tp-sasl.XXXXXX)
+work=$(mktemp -d)
 tp_pid=  # the touchpulse process running, if any
 failures=0
 finished=0
@@ -206,21 +206,16 @@ YAML
 produce_feedback() { # BOOTSTRAP OUT: feedback for checkout.payment, all CSAT 1
   # Every 10 s of event time over 5 minutes ending a minute ago: the rule's
   # first window fires.
-  "$py" - "$1" "$root/schemas/feedback_event.avsc" "$records" >"$2" 2>&1 <<'PY'
-import io, json, sys, time
+  PYTHONPATH=$here "$py" - "$1" "$root/schemas/feedback_event.avsc" "$records" >"$2" 2>&1 <<'PY'
+import io, sys, time
+from pathlib import Path
 import fastavro
 from kafka import KafkaProducer
+from scenario import load_schema
 
 bootstrap, schema_path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
-def strip(node):
-    if isinstance(node, dict):
-        return {k: strip(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [strip(v) for v in node]
-    return node
-
-schema = fastavro.parse_schema(strip(json.load(open(schema_path))))
+schema = load_schema(Path(schema_path))  # scenario.py's: logical types dropped
 now = int(time.time() * 1000)
 base = now // 60000 * 60000 - 6 * 60000
 producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="touchpulse-sasl-test")
@@ -238,21 +233,16 @@ PY
 }
 
 read_alert() { # BOOTSTRAP OUT ERR: every cx.alerts record read_committed; 0 once a FIRING sasl-csat-low is read
-  "$py" - "$1" "$root/schemas/alert_event.avsc" >"$2" 2>"$3" <<'PY'
+  PYTHONPATH=$here "$py" - "$1" "$root/schemas/alert_event.avsc" >"$2" 2>"$3" <<'PY'
 import io, json, sys, time
+from pathlib import Path
 import fastavro
 from kafka import KafkaConsumer, TopicPartition
+from scenario import load_schema
 
 bootstrap, schema_path = sys.argv[1], sys.argv[2]
 
-def strip(node):
-    if isinstance(node, dict):
-        return {k: strip(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [strip(v) for v in node]
-    return node
-
-schema = fastavro.parse_schema(strip(json.load(open(schema_path))))
+schema = load_schema(Path(schema_path))  # scenario.py's: logical types dropped
 consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", isolation_level="read_committed",
                          client_id="touchpulse-sasl-check")
