@@ -61,6 +61,7 @@
  *              [--dist uniform|zipf] [--zipf-s S] [--seed N] [--start MS]
  *              [--incidents K] [--partitions N] [--feedback T] [--support T]
  *              [--commerce T] [--compression none|lz4|...] [-X key=value]
+ *              [--dry-run]
  */
 #include <assert.h>
 #include <errno.h>
@@ -452,7 +453,8 @@ static void background_feedback(gen_t *g, int64_t t, uint64_t rec) {
   }
   if (rng_chance(&g->rng, 0.45)) {
     unsigned u = (unsigned)rng_below(&g->rng, 100);
-    ev->feedback.nps = u < 7 ? score(g, 0, 6) : u < 35 ? score(g, 7, 8) : score(g, 9, 10);
+    int lo = u < 7 ? 0 : u < 35 ? 7 : 9, hi = u < 7 ? 6 : u < 35 ? 8 : 10;
+    ev->feedback.nps = score(g, lo, hi);
     if (rng_chance(&g->rng, 0.5)) {
       ev->feedback.repurchase = score(g, 6, 10);
       ev->feedback.try_other = score(g, 5, 10);
@@ -586,15 +588,17 @@ static void lane_step(gen_t *g, entry_t e, int64_t t, uint64_t rec) {
     u = (unsigned)rng_below(&g->rng, 100);
     ev->feedback.csat = (int8_t)(bad ? (u < 35 ? 1 : u < 75 ? 2 : 3) : (u < 40 ? 4 : 5));
     if (rng_chance(&g->rng, 0.5))
-      ev->feedback.ces = bad ? score(g, 1, 3) : score(g, 5, 7);
+      ev->feedback.ces = score(g, bad ? 1 : 5, bad ? 3 : 7);
     break;
   case R_NPS: /* bad: no promoters (NPS about -75); good: no detractors (about +75) */
     ev = feedback(g, ln->tp, t, rec);
     u = (unsigned)rng_below(&g->rng, 100);
-    ev->feedback.nps = bad ? (u < 75 ? score(g, 0, 6) : score(g, 7, 8))
-                           : (u < 75 ? score(g, 9, 10) : score(g, 7, 8));
-    ev->feedback.repurchase = bad ? score(g, 0, 5) : score(g, 7, 10);
-    ev->feedback.try_other = bad ? score(g, 0, 5) : score(g, 6, 10);
+    if (u >= 75)
+      ev->feedback.nps = score(g, 7, 8); /* passives */
+    else
+      ev->feedback.nps = score(g, bad ? 0 : 9, bad ? 6 : 10);
+    ev->feedback.repurchase = score(g, bad ? 0 : 7, bad ? 5 : 10);
+    ev->feedback.try_other = score(g, bad ? 0 : 6, bad ? 5 : 10);
     break;
   case R_FIRST_RESPONSE:
     ticket_open(g, ln->tp, t, rec, bad ? slow_reply(g) : fast_reply(g), false);
@@ -761,7 +765,9 @@ static void usage(FILE *out) {
         "                          informational: a mismatch is reported)\n"
         "  --feedback T, --support T, --commerce T   topic names (cx.feedback, ...)\n"
         "  --compression CODEC     none, lz4, ... (default none)\n"
-        "  -X key=value            any librdkafka producer property (repeatable)\n",
+        "  -X key=value            any librdkafka producer property (repeatable)\n"
+        "  --dry-run               generate and encode only, no broker; prints a checksum\n"
+        "                          of every key and value on stderr\n",
         out);
 }
 
@@ -782,10 +788,10 @@ int main(int argc, char **argv) {
   int n_extra = 0;
   uint64_t n_events = 10000000, n_tp = 100000, seed = 1, partitions = 8, incidents = UINT64_MAX;
   uint64_t start = 0;
-  bool zipf = false, have_start = false;
+  bool zipf = false, have_start = false, dry_run = false;
   double zipf_s = 1.0;
   enum { O_BOOT = 256, O_EVENTS, O_TP, O_DIST, O_ZIPF_S, O_SEED, O_START, O_INC, O_PART, O_FB,
-         O_SUP, O_COM, O_COMP, O_HELP };
+         O_SUP, O_COM, O_COMP, O_DRY, O_HELP };
   static const struct option opts[] = {
       {"bootstrap", required_argument, NULL, O_BOOT}, {"events", required_argument, NULL, O_EVENTS},
       {"touchpoints", required_argument, NULL, O_TP}, {"dist", required_argument, NULL, O_DIST},
@@ -793,10 +799,12 @@ int main(int argc, char **argv) {
       {"start", required_argument, NULL, O_START},    {"incidents", required_argument, NULL, O_INC},
       {"partitions", required_argument, NULL, O_PART}, {"feedback", required_argument, NULL, O_FB},
       {"support", required_argument, NULL, O_SUP},    {"commerce", required_argument, NULL, O_COM},
-      {"compression", required_argument, NULL, O_COMP}, {"help", no_argument, NULL, O_HELP},
+      {"compression", required_argument, NULL, O_COMP}, {"dry-run", no_argument, NULL, O_DRY},
+      {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0}};
-  int c;
-  while ((c = getopt_long(argc, argv, "X:h", opts, NULL)) != -1) {
+  int c, li = -1;
+  /* NOLINTNEXTLINE(concurrency-mt-unsafe): options are parsed before any thread starts. */
+  while ((c = getopt_long(argc, argv, "X:h", opts, &li)) != -1) {
     bool ok = true;
     switch (c) {
     case O_BOOT: bootstrap = optarg; break;
@@ -820,6 +828,7 @@ int main(int argc, char **argv) {
     case O_SUP: topic[TP_SRC_SUPPORT] = optarg; break;
     case O_COM: topic[TP_SRC_COMMERCE] = optarg; break;
     case O_COMP: compression = optarg; break;
+    case O_DRY: dry_run = true; break;
     case 'X':
       ok = strchr(optarg, '=') != NULL && n_extra < MAX_EXTRA_CONF;
       if (ok)
@@ -830,7 +839,8 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
     if (!ok) {
-      fprintf(stderr, "bench_load: invalid value '%s' for %s\n", optarg, argv[optind - 1]);
+      fprintf(stderr, "bench_load: invalid value '%s' for %s%s\n", optarg, c == 'X' ? "-" : "--",
+              c == 'X' ? "X" : opts[li].name);
       usage(stderr);
       return 2;
     }
@@ -844,9 +854,27 @@ int main(int argc, char **argv) {
     incidents = incidents < 1 ? 1 : incidents > 16 ? 16 : incidents;
   }
   int64_t t0 = have_start ? (int64_t)start : tp_floor_to(tp_now_ms() - 2 * DAY_MS, DAY_MS);
+  if (t0 + DAY_MS + 6 * 3600000LL > tp_now_ms())
+    fprintf(stderr, "bench_load: note: with --start %" PRId64 " some records lie in the future or "
+                    "within hours of now\n", t0);
 
-  /* Producer. */
+  /* The generator first: its state is independent of the producer. */
+  gen_t *g = malloc(sizeof(*g));
+  if (g == NULL || !gen_init(g, seed, n_events, (uint32_t)n_tp, zipf, zipf_s, t0, (unsigned)incidents)) {
+    fprintf(stderr, "bench_load: out of memory\n");
+    if (g)
+      gen_free(g);
+    free(g);
+    return 1;
+  }
+
+  /* Producer (none in a dry run). */
   delivery_t dlv = {0};
+  rd_kafka_t *rk = NULL;
+  rd_kafka_topic_t *rkt[TP_SRC_COUNT] = {NULL};
+  int rc = 1;
+  if (dry_run)
+    goto generate;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   bool ok = conf_set(conf, "bootstrap.servers", bootstrap) &&
             conf_set(conf, "client.id", "touchpulse-bench-load") && conf_set(conf, "acks", "all") &&
@@ -865,21 +893,19 @@ int main(int argc, char **argv) {
   }
   if (!ok) {
     rd_kafka_conf_destroy(conf);
-    return 2;
+    rc = 2;
+    goto out;
   }
   rd_kafka_conf_set_opaque(conf, &dlv);
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   char err[512];
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
   if (rk == NULL) {
     fprintf(stderr, "bench_load: producer: %s\n", err);
     rd_kafka_conf_destroy(conf);
-    return 1;
+    goto out;
   }
-  rd_kafka_topic_t *rkt[TP_SRC_COUNT] = {NULL};
-  gen_t *g = NULL;
-  int rc = 1;
   for (int s = 0; s < TP_SRC_COUNT; s++) {
     rkt[s] = rd_kafka_topic_new(rk, topic[s], NULL);
     if (rkt[s] == NULL) {
@@ -890,12 +916,8 @@ int main(int argc, char **argv) {
       goto out;
   }
 
-  g = malloc(sizeof(*g));
-  if (g == NULL || !gen_init(g, seed, n_events, (uint32_t)n_tp, zipf, zipf_s, t0, (unsigned)incidents)) {
-    fprintf(stderr, "bench_load: out of memory\n");
-    goto out;
-  }
-
+generate:;
+  uint64_t checksum = 0xcbf29ce484222325ull; /* FNV-1a of keys and values, dry runs only */
   uint64_t count[TP_SRC_COUNT] = {0}, bytes = 0;
   size_t vmin[TP_SRC_COUNT] = {SIZE_MAX, SIZE_MAX, SIZE_MAX}, vmax[TP_SRC_COUNT] = {0};
   uint64_t vsum[TP_SRC_COUNT] = {0};
@@ -913,7 +935,13 @@ int main(int argc, char **argv) {
     }
     size_t len = tp_encode_event(&g->ev, buf, sizeof(buf));
     assert(len > 0);
-    for (;;) {
+    if (dry_run) {
+      for (size_t k = 0; k < g->ev.touchpoint.len; k++)
+        checksum = (checksum ^ (uint8_t)g->tp[k]) * 0x100000001b3ull;
+      for (size_t k = 0; k < len; k++)
+        checksum = (checksum ^ buf[k]) * 0x100000001b3ull;
+    }
+    for (; !dry_run;) {
       rd_kafka_resp_err_t perr =
           rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt[src]), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                             RD_KAFKA_V_KEY(g->tp, g->ev.touchpoint.len),
@@ -935,14 +963,14 @@ int main(int argc, char **argv) {
     vmax[src] = len > vmax[src] ? len : vmax[src];
     if (g->ev.occurred_at > last_at)
       last_at = g->ev.occurred_at;
-    if ((i & 1023) == 0) {
+    if ((i & 1023) == 0 && !dry_run) {
       rd_kafka_poll(rk, 0);
       if (dlv.fatal)
         goto out;
     }
   }
   /* Flush: every record delivered or failed, at most message.timeout.ms away. */
-  while (rd_kafka_outq_len(rk) > 0 && !dlv.fatal)
+  while (!dry_run && rd_kafka_outq_len(rk) > 0 && !dlv.fatal)
     rd_kafka_flush(rk, 1000);
   double seconds = (double)(tp_mono_ns() - t_start) / 1e9;
   if (dlv.fatal)
@@ -965,7 +993,9 @@ int main(int argc, char **argv) {
               topic[s], count[s], vmin[s], (double)vsum[s] / (double)count[s], vmax[s]);
   fprintf(stderr, "bench_load: %.0f records/s, %.1f MB/s\n", (double)n_events / seconds,
           (double)bytes / seconds / 1e6);
-  if (dlv.failed > 0 || dlv.delivered != n_events) {
+  if (dry_run)
+    fprintf(stderr, "bench_load: dry run, nothing produced; checksum %016" PRIx64 "\n", checksum);
+  else if (dlv.failed > 0 || dlv.delivered != n_events) {
     fprintf(stderr, "bench_load: %" PRIu64 " of %" PRIu64 " records not delivered; first error: %s\n",
             n_events - dlv.delivered, n_events, dlv.failed ? dlv.first_error : "none reported");
     goto out;
@@ -980,14 +1010,14 @@ out:
   if (rc != 0 && dlv.failed > 0)
     fprintf(stderr, "bench_load: %" PRIu64 " records failed; first error: %s\n", dlv.failed,
             dlv.first_error);
-  if (rc != 0) /* do not wait message.timeout.ms for records that will not be sent */
+  if (rc != 0 && rk) /* do not wait message.timeout.ms for records that will not be sent */
     rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   for (int s = 0; s < TP_SRC_COUNT; s++)
     if (rkt[s])
       rd_kafka_topic_destroy(rkt[s]);
-  rd_kafka_destroy(rk);
-  if (g)
-    gen_free(g);
+  if (rk)
+    rd_kafka_destroy(rk);
+  gen_free(g);
   free(g);
   return rc;
 }

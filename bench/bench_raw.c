@@ -50,6 +50,7 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): librdkafka's callback type. */
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
   (void)rk, (void)json, (void)len, (void)opaque;
   return 0; /* librdkafka frees json */
@@ -131,8 +132,9 @@ int main(int argc, char **argv) {
       {"expect", required_argument, NULL, O_EXPECT},  {"topics", required_argument, NULL, O_TOPICS},
       {"timeout", required_argument, NULL, O_TIMEOUT}, {"help", no_argument, NULL, O_HELP},
       {NULL, 0, NULL, 0}};
-  int c;
-  while ((c = getopt_long(argc, argv, "X:h", opts, NULL)) != -1) {
+  int c, li = -1;
+  /* NOLINTNEXTLINE(concurrency-mt-unsafe): options are parsed before any thread starts. */
+  while ((c = getopt_long(argc, argv, "X:h", opts, &li)) != -1) {
     bool ok = true;
     switch (c) {
     case O_BOOT: bootstrap = optarg; break;
@@ -150,7 +152,8 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
     if (!ok) {
-      fprintf(stderr, "bench_raw: invalid value '%s' for %s\n", optarg, argv[optind - 1]);
+      fprintf(stderr, "bench_raw: invalid value '%s' for %s%s\n", optarg, c == 'X' ? "-" : "--",
+              c == 'X' ? "X" : opts[li].name);
       return 2;
     }
   }
@@ -210,8 +213,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_raw: subscribe to '%s': %s\n", topics, rd_kafka_err2str(serr));
     goto out;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  (void)signal(SIGINT, on_signal);
+  (void)signal(SIGTERM, on_signal);
 
   uint64_t records = 0, touched = 0;
   int64_t first_ms = 0, last_ms = 0;
