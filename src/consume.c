@@ -82,7 +82,12 @@ static void pause_workers(tp_pipeline_t *pl) {
   pthread_mutex_unlock(&pl->bar_lock);
 }
 
+/* @thread coordinator (rebalance callbacks included). While an abort
+ * backoff holds the workers, they stay paused: the checkpoint loop resumes
+ * them when it ends. */
 static void resume_workers(tp_pipeline_t *pl) {
+  if (pl->hold_until_ns != 0)
+    return;
   pthread_mutex_lock(&pl->bar_lock);
   atomic_store(&pl->pause_req, 0);
   pthread_cond_broadcast(&pl->bar_workers);
@@ -934,10 +939,17 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
  * waiting for processing.commit_interval. */
 #define ALERT_COMMIT_NS (20u * 1000000u)
 
+/* After a transaction abort the workers wait ABORT_BACKOFF_MS, doubled for
+ * each further abort in a row up to ABORT_BACKOFF_MAX_MS; a commit ends the
+ * streak. */
+#define ABORT_BACKOFF_MS 250u
+#define ABORT_BACKOFF_MAX_MS 10000u
+
 static void *coordinator_main(void *arg) {
   tp_pipeline_t *pl = arg;
   uint64_t interval_ns = (uint64_t)pl->cfg->commit_interval_ms * 1000000u;
   uint64_t last = tp_mono_ns();
+  unsigned abort_streak = 0;
   if (tp_publisher_transactional(pl->pub)) {
     /* Before the first poll, so before any partition is assigned: fences an
      * older instance with the same transactional.id and aborts what it left
@@ -963,15 +975,42 @@ static void *coordinator_main(void *arg) {
     tp_publisher_poll(pl->pub, 0);
     if (tp_publisher_failed(pl->pub))
       set_failed(pl, tp_publisher_failure(pl->pub));
-    if (since >= interval_ns || (pending && since >= ALERT_COMMIT_NS)) {
+    if (pl->hold_until_ns != 0) {
+      if (tp_mono_ns() >= pl->hold_until_ns) {
+        pl->hold_until_ns = 0;
+        resume_workers(pl);
+        last = tp_mono_ns();
+      }
+    } else if (since >= interval_ns || (pending && since >= ALERT_COMMIT_NS)) {
       pause_workers(pl);
+      uint64_t aborts = atomic_load(&pl->txn_aborts);
+      uint64_t commits = atomic_load(&pl->commits);
       checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS);
-      resume_workers(pl);
+      if (atomic_load(&pl->txn_aborts) != aborts) {
+        /* The transaction failed and the input was rewound. An output
+         * topic without a leader fails the next one at once: back off
+         * before doing the work again, so a long outage costs a handful
+         * of aborts, not one every few milliseconds. */
+        abort_streak++;
+        uint64_t ms = abort_streak >= 7 ? ABORT_BACKOFF_MAX_MS
+                                        : ABORT_BACKOFF_MS << (abort_streak - 1);
+        if (ms > ABORT_BACKOFF_MAX_MS)
+          ms = ABORT_BACKOFF_MAX_MS;
+        if (abort_streak > 1)
+          tp_log_warn("checkpoint: %u transactions aborted in a row; input held for %llu ms",
+                      abort_streak, (unsigned long long)ms);
+        pl->hold_until_ns = tp_mono_ns() + ms * 1000000u;
+      } else {
+        if (atomic_load(&pl->commits) != commits)
+          abort_streak = 0;
+        resume_workers(pl);
+      }
       last = tp_mono_ns();
     }
   }
 
   /* Shutdown: let the workers finish their batch and leave. */
+  pl->hold_until_ns = 0;
   atomic_store(&pl->workers_quit, true);
   if (atomic_load(&pl->failed))
     tp_publisher_stop(pl->pub);

@@ -103,6 +103,9 @@ struct tp_pipeline_s {
   _Atomic uint64_t rewind_gen; /* bumped when partitions are rewound while paused */
   int paused;       /* guarded by bar_lock */
   int live_workers; /* guarded by bar_lock */
+  /* Workers held after consecutive transaction aborts (coordinator thread
+   * only): resume_workers() leaves them paused until this (tp_mono_ns). */
+  uint64_t hold_until_ns;
 
   pctx_t **ctxs; /* every assigned partition; changed only while paused,
                   * and under ctx_lock for readers that are not workers */

@@ -223,6 +223,7 @@ typedef struct {
   bool eos_only;             /* meaningless without transactions */
   bool with_start;           /* also at the moment "start" */
   int socket_timeout_ms;     /* socket.timeout.ms; 0: librdkafka's default (60 s) */
+  int queue_max_messages;    /* queue.buffering.max.messages; 0: touchpulse's default */
 } fault_t;
 
 /* An alert as read back, in log order. */
@@ -244,7 +245,7 @@ struct cell_s {
   tp_pipeline_t *pl;
   size_t k;         /* records consumed before the fault */
   size_t n_records; /* in the scenario */
-  char what[256];   /* the fault as injected */
+  char what[512];   /* the fault as injected */
   double hold_s;    /* its duration, when it has one */
   int broker;       /* the broker it hits, when one */
   int n_stacks;     /* error stacks to wait for */
@@ -267,6 +268,10 @@ struct cell_s {
   bool failed, stop_err, stalled, input_err;
   char failure[256];
   double t_start, t_heal, t_done, t_end;
+  /* a long outage of the alert topic (alerts_unwritable) */
+  double queue_max;           /* most messages seen in the producer's queue */
+  uint64_t held_at, held_end; /* records consumed a third into the hold, and at its end */
+  double hold_aborts;         /* transaction aborts during the hold */
   bool ok, explained;
   char verdict[640];
 };
@@ -526,6 +531,60 @@ static void alerts_unavailable_heal(cell_t *x) {
   rd_kafka_mock_partition_set_leader(x->c.mock, "cx.alerts", 0, B_OUTPUT);
 }
 
+/* A long outage (TP_FAULTS_UNWRITABLE_S, default 45 s: past the
+ * exactly-once producer's message timeout of 10 s): the producer's queue is
+ * capped at UNWRITABLE_QUEUE messages, so the alerts that cannot be written
+ * fill it at once. The heal samples the pipeline while it lasts: the
+ * queue's length (librdkafka's statistics, every 5 s), the records consumed
+ * a third into the hold and at its end (consumption must have paused, not
+ * run ahead buffering alerts), and the transaction aborts (a leaderless
+ * alert topic fails every transaction that wrote to it; the aborts must back
+ * off rather than rewind the input in a loop). */
+#define UNWRITABLE_QUEUE 2
+#define UNWRITABLE_MAX_ABORTS 12
+
+static uint64_t consumed(cell_t *x);
+
+static void alerts_unwritable_inject(cell_t *x) {
+  x->hold_s = (double)env_long("TP_FAULTS_UNWRITABLE_S", 45);
+  rd_kafka_mock_partition_set_leader(x->c.mock, "cx.alerts", 0, -1);
+  rd_kafka_mock_topic_set_error(x->c.mock, "cx.alerts", RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+  cell_note(x, "cx.alerts leaderless %.0f s, producer queue capped at %d messages", x->hold_s,
+            UNWRITABLE_QUEUE);
+}
+
+static double metric_sum(cell_t *x, const char *prefix) {
+  tp_buf_t mb = TP_BUF_INIT;
+  tp_pipeline_metrics(x->pl, &mb);
+  int lines = 0;
+  double v = mb.data ? sum_series(mb.data, prefix, &lines) : 0;
+  tp_buf_free(&mb);
+  return v;
+}
+
+static void alerts_unwritable_heal(cell_t *x) {
+  double t0 = now_s(), third = t0 + x->hold_s / 3, end = t0 + x->hold_s;
+  double aborts0 = metric_sum(x, "touchpulse_transaction_aborts_total ");
+  bool sampled = false;
+  while (now_s() < end) {
+    idle_for(x, 0.25);
+    double q = metric_sum(x, "touchpulse_kafka_producer_queue_messages{");
+    if (q > x->queue_max)
+      x->queue_max = q;
+    if (!sampled && now_s() >= third) {
+      x->held_at = consumed(x);
+      sampled = true;
+    }
+  }
+  x->held_end = consumed(x);
+  x->hold_aborts = metric_sum(x, "touchpulse_transaction_aborts_total ") - aborts0;
+  cell_note(x, "; consumed %llu of %zu a third in, %llu at the end; queue max %.0f; aborts %.0f",
+            (unsigned long long)x->held_at, x->n_records, (unsigned long long)x->held_end,
+            x->queue_max, x->hold_aborts);
+  rd_kafka_mock_topic_set_error(x->c.mock, "cx.alerts", RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_mock_partition_set_leader(x->c.mock, "cx.alerts", 0, B_OUTPUT);
+}
+
 static void no_fault_inject(cell_t *x) { cell_note(x, "no fault"); }
 
 static const fault_t F_NONE = {"no_fault", no_fault_inject, settle_heal, false, false};
@@ -550,12 +609,14 @@ static const fault_t F_GROUP = {"group_errors", group_errors_inject, group_error
 static const fault_t F_TXN = {"txn_errors", txn_errors_inject, heal_drain, true, false};
 static const fault_t F_UNAVAILABLE = {"alerts_unavailable", alerts_unavailable_inject,
                                       alerts_unavailable_heal, false, false};
+static const fault_t F_UNWRITABLE = {"alerts_unwritable", alerts_unwritable_inject,
+                                     alerts_unwritable_heal, false, false, 0, UNWRITABLE_QUEUE};
 
 /* The rows of the matrix, in order. */
 static const fault_t *const all_faults[] = {
     &F_NONE,    &F_BROKER_DOWN, &F_ALL_DOWN, &F_LEADER_MOVE,       &F_COORD_MOVE,
     &F_RTT,     &F_FETCH,       &F_COMMIT,   &F_PRODUCE,           &F_PRODUCE_AMBIGUOUS,
-    &F_GROUP,   &F_TXN,         &F_UNAVAILABLE};
+    &F_GROUP,   &F_TXN,         &F_UNAVAILABLE, &F_UNWRITABLE};
 
 /* ---- running a cell ------------------------------------------------------------ */
 
@@ -586,6 +647,9 @@ static tp_config_t *pipeline_config(cell_t *x) {
   if (x->fault->socket_timeout_ms > 0)
     w += (size_t)snprintf(extra, sizeof(extra), ", socket.timeout.ms: '%d'",
                           x->fault->socket_timeout_ms);
+  if (x->fault->queue_max_messages > 0 && w < sizeof(extra))
+    w += (size_t)snprintf(extra + w, sizeof(extra) - w, ", queue.buffering.max.messages: '%d'",
+                          x->fault->queue_max_messages);
   if (kdebug && *kdebug && w < sizeof(extra))
     snprintf(extra + w, sizeof(extra) - w, ", debug: '%s'", kdebug);
   snprintf(yaml, sizeof(yaml),
@@ -806,6 +870,20 @@ static void verdict(cell_t *x) {
     WHY(" graceful-stop-failed");
   if (x->stalled)
     WHY(" not-done-within-%lds", env_long("TP_FAULTS_SETTLE_S", 60));
+  if (x->fault == &F_UNWRITABLE) {
+    /* At-least-once: once the queue is full nothing moves until the topic
+     * is back, and records are left unread. Exactly-once: each abort
+     * empties the queue and rewinds the input to the committed offsets, and
+     * the workers read again until the queue is full; what bounds the work
+     * is the abort backoff, and the memory the queue's cap. */
+    if (!x->eos && (x->held_end != x->held_at || x->held_end >= x->n_records))
+      WHY(" consumption-not-paused(%llu->%llu-of-%zu)", (unsigned long long)x->held_at,
+          (unsigned long long)x->held_end, x->n_records);
+    if (x->queue_max > UNWRITABLE_QUEUE)
+      WHY(" producer-queue-over-cap=%.0f", x->queue_max);
+    if (x->hold_aborts > UNWRITABLE_MAX_ABORTS)
+      WHY(" abort-storm=%.0f", x->hold_aborts);
+  }
   if (x->lost)
     WHY(" lost=%zu", x->lost);
   if (x->invented)
@@ -1161,3 +1239,4 @@ Test(faults, produce_errors_ambiguous, .timeout = 300) { run_fault(&F_PRODUCE_AM
 Test(faults, group_errors, .timeout = 300) { run_fault(&F_GROUP); }
 Test(faults, txn_errors, .timeout = 300) { run_fault(&F_TXN); }
 Test(faults, alerts_unavailable, .timeout = 300) { run_fault(&F_UNAVAILABLE); }
+Test(faults, alerts_unwritable, .timeout = 400) { run_fault(&F_UNWRITABLE); }

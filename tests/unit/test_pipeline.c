@@ -399,3 +399,127 @@ Test(pipeline, a_successor_restores_state_and_repeats_no_alert, .timeout = 240) 
   tp_alert_codec_destroy(codec);
   cluster_destroy(&c);
 }
+
+/* ---- malformed input never stalls a partition -------------------------------- */
+
+/*
+ * 12 000 records, 2 000 on each partition of the three input topics, one in
+ * a thousand malformed (a different reason each time), with valid records
+ * after every bad one. The pipeline must read past each bad record: every
+ * record consumed, the 12 bad ones dead-lettered with their reason, the
+ * rest applied, and every partition's lag back to 0, its committed offset
+ * at the log's end.
+ */
+#define MALFORMED_PER_PARTITION 2000
+
+static void produce_malformed_mix(cluster_t *c, size_t *bad) {
+  unsigned char buf[1024];
+  *bad = 0;
+  for (int src = 0; src < 3; src++) {
+    for (int p = 0; p < PARTITIONS; p++) {
+      for (int i = 0; i < MALFORMED_PER_PARTITION; i++) {
+        int64_t t = at(c, 0, 0) + (int64_t)i * 1000; /* one a second: none late */
+        tp_event_t ev;
+        if (src == 0)
+          ev = ev_csat(NULL, t, p ? "web.home" : "checkout.payment", 1 + i % 5);
+        else if (src == 1)
+          ev = ev_support(NULL, t, "support.chat", "T-1", TP_SUPPORT_CUSTOMER_REPLIED, false);
+        else
+          ev = ev_commerce(NULL, t, "app.checkout", TP_COMMERCE_ORDER_PLACED);
+        if (i % 1000 != 500) {
+          produce_ev(c, p, &ev, NULL);
+          continue;
+        }
+        char id[32];
+        snprintf(id, sizeof(id), "bad-%d-%d-%d", src, p, i);
+        ev.event_id = S(id);
+        size_t len = tp_encode_event(&ev, buf, sizeof(buf));
+        cr_assert_gt(len, 8);
+        const char *topic = scenario_inputs[src];
+        switch ((*bad)++ % 4) {
+        case 0: /* truncated */
+          produce_raw(c, topic, p, "k", buf, len - 3);
+          break;
+        case 1: /* trailing bytes */
+          buf[len] = 0x02;
+          produce_raw(c, topic, p, "k", buf, len + 1);
+          break;
+        case 2: /* an empty value */
+          produce_raw(c, topic, p, "k", NULL, 0);
+          break;
+        default: /* not Avro at all */
+          produce_raw(c, topic, p, NULL, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11);
+          break;
+        }
+      }
+    }
+  }
+  scenario_flush(c);
+}
+
+Test(pipeline, one_malformed_record_in_a_thousand_never_stalls_a_partition, .timeout = 120) {
+  cluster_t c;
+  cluster_init(&c);
+  size_t bad = 0;
+  produce_malformed_mix(&c, &bad);
+  const size_t total = 3 * PARTITIONS * MALFORMED_PER_PARTITION;
+  cr_assert_eq(bad, 3 * PARTITIONS * 2);
+
+  char yaml[2048], err[512];
+  snprintf(yaml, sizeof(yaml),
+           "kafka: {bootstrap.servers: '%s', group.id: tp-malformed}\n"
+           "processing: {exactly_once: false, commit_interval: 100ms}\n" RULES_YAML,
+           c.bootstrap, scenario_rules_yaml);
+  tp_config_t *cfg = cfg_from_yaml(yaml);
+  tp_pipeline_opts_t opts = {.cfg = cfg};
+  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
+  cr_assert_not_null(pl, "%s", err);
+  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+
+  /* Until every partition's lag is 0 and everything is delivered. */
+  tp_pipeline_totals_t t;
+  double lag = -1;
+  int lines = 0;
+  uint64_t deadline = tp_mono_ns() + 90ull * 1000000000ull;
+  for (;;) {
+    tp_pipeline_totals(pl, &t);
+    tp_buf_t mb = TP_BUF_INIT;
+    tp_pipeline_metrics(pl, &mb);
+    lag = sum_series(mb.data, "touchpulse_consumer_lag{", &lines);
+    tp_buf_free(&mb);
+    if ((lines == 3 * PARTITIONS && lag == 0 && t.consumed == total &&
+         t.deadletters_delivered == bad) ||
+        tp_mono_ns() > deadline || tp_pipeline_failed(pl))
+      break;
+    usleep(50000);
+  }
+  cr_expect_eq(lines, 3 * PARTITIONS, "lag of %d partitions", lines);
+  cr_expect_eq(lag, 0, "lag %g", lag);
+  cr_expect_eq(t.consumed, total, "consumed %llu of %zu", (unsigned long long)t.consumed, total);
+  cr_expect_eq(t.rejected, bad, "rejected %llu", (unsigned long long)t.rejected);
+  cr_expect_eq(t.applied, total - bad, "applied %llu", (unsigned long long)t.applied);
+  cr_expect_eq(t.late, 0);
+  cr_expect_eq(t.deadletters_delivered, bad);
+  cr_assert_eq(tp_pipeline_stop(pl), TP_OK);
+
+  /* The committed offsets are the logs' ends. */
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", c.bootstrap, err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", "tp-malformed", err, sizeof(err));
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  cr_assert_not_null(rk, "%s", err);
+  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3 * PARTITIONS);
+  for (int src = 0; src < 3; src++)
+    for (int p = 0; p < PARTITIONS; p++)
+      rd_kafka_topic_partition_list_add(parts, scenario_inputs[src], p);
+  cr_assert_eq(rd_kafka_committed(rk, parts, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int i = 0; i < parts->cnt; i++)
+    cr_expect_eq(parts->elems[i].offset, MALFORMED_PER_PARTITION, "%s [%d] committed %lld",
+                 parts->elems[i].topic, (int)parts->elems[i].partition,
+                 (long long)parts->elems[i].offset);
+  rd_kafka_topic_partition_list_destroy(parts);
+  rd_kafka_destroy(rk);
+  tp_pipeline_destroy(pl);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
