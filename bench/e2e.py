@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark against a real Kafka broker (bench/run.sh starts it).
+
+For each dataset (touchpoint count x distribution) the input topics are
+created anew with --partitions partitions and pre-loaded by bench_load; then
+each contestant drains them, in turn, --reps times, each time with a fresh
+consumer group (and, for the alert-writing contestants, a fresh alert topic):
+
+  raw            bench_raw: a librdkafka consumer that reads and discards
+  touchpulse     the service with the example rules (examples/touchpulse.yaml)
+  ks-default     the Kafka Streams peer, RocksDB stores + changelog topics
+  ks-inmemory    the Kafka Streams peer, in-memory stores, no changelog
+
+Per run: drain rate (records / (last record - first record)), wall time from
+process start to the last record, CPU seconds of the process (getrusage of
+the child, so start-up and shutdown included) per million records, peak RSS
+(ru_maxrss) and, for the rule engines, the alerts. The alert sets of
+touchpulse and the Kafka Streams peer are compared (rule, touchpoint, state,
+window_end): a difference makes the comparison void and is reported.
+
+Every contestant runs on the same machine as the broker; contestants never
+overlap. Prints a JSON document of every run and the medians; bench/run.sh
+turns it into bench/RESULTS.md.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+INPUTS = ["cx.feedback", "cx.support", "cx.commerce"]
+
+
+def log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def kafka_sh(*args):
+    subprocess.run([os.path.join(ROOT, "scripts", "kafka.sh"), *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def admin_topics(bootstrap, delete=(), create=(), partitions=8):
+    """Delete then create topics with the broker's own tool (the jars that
+    scripts/kafka.sh runs), through kafka-python's admin client."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import UnknownTopicOrPartitionError
+    adm = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+    try:
+        existing = set(adm.list_topics())
+        gone = [t for t in delete if t in existing]
+        if gone:
+            try:
+                adm.delete_topics(gone, timeout_ms=30000)
+            except UnknownTopicOrPartitionError:
+                pass
+            for _ in range(300):
+                if not set(gone) & set(adm.list_topics()):
+                    break
+                time.sleep(0.1)
+        if create:
+            adm.create_topics([NewTopic(t, partitions, 1) for t in create], timeout_ms=30000)
+    finally:
+        adm.close()
+
+
+def wait_rusage(proc):
+    _, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ru
+
+
+def run_child_json(argv, env=None, timeout=3600):
+    """Runs a contestant that prints one JSON line and exits; returns
+    (json, rusage, t_start)."""
+    t0 = time.time()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True)
+    out_lines = []
+    deadline = t0 + timeout
+    # stdout is small (one line); stderr is drained after exit
+    out = proc.stdout.read()
+    ru = wait_rusage(proc)
+    err = proc.stderr.read()
+    if time.time() > deadline:
+        raise RuntimeError(f"{argv[0]} took too long")
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            out_lines.append(json.loads(line))
+    if proc.returncode != 0 or not out_lines:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-4000:]}")
+    return out_lines[-1], ru, t0
+
+
+def metric_sum(text, name, **labels):
+    total = 0.0
+    pat = re.compile(r"^" + re.escape(name) + r"(\{[^}]*\})? (\S+)$")
+    for line in text.splitlines():
+        m = pat.match(line)
+        if not m:
+            continue
+        lab = m.group(1) or ""
+        if all(f'{k}="{v}"' in lab for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def touchpulse_config(path, bootstrap, group, alerts_topic, port, max_tp):
+    """The example configuration (its rules and defaults) with the bench's
+    broker, a fresh group, its own alert topic, a table large enough for the
+    dataset, and idle_timeout 0 (windows close on the records alone, as in
+    the Kafka Streams peer)."""
+    with open(os.path.join(ROOT, "examples", "touchpulse.yaml")) as f:
+        example = f.read()
+    rules = example[example.index("\nrules:") + 1:]
+    with open(path, "w") as f:
+        f.write(f"""kafka:
+  bootstrap.servers: "{bootstrap}"
+  group.id: "{group}"
+topics:
+  alerts: "{alerts_topic}"
+  deadletter: bench.deadletter
+windows:
+  idle_timeout: 0s
+state:
+  max_touchpoints: {max_tp}
+http:
+  listen: 127.0.0.1:{port}
+log:
+  level: warn
+{rules}""")
+
+
+def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
+    alerts_topic = f"bench.tp.alerts.{run_id}"
+    admin_topics(bootstrap, create=[alerts_topic], partitions=args.partitions)
+    port = free_port()
+    cfg = os.path.join(args.workdir, f"touchpulse-{run_id}.yaml")
+    touchpulse_config(cfg, bootstrap, f"bench-tp-{run_id}", alerts_topic, port, max_tp)
+    t0 = time.time()
+    proc = subprocess.Popen([args.touchpulse, "--config", cfg], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(args.workdir, f"touchpulse-{run_id}.log"), "w"))
+    first = last = None
+    text = ""
+    deadline = t0 + args.timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {cfg}.log")
+        try:
+            text = scrape(port)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        now = time.time()
+        n = metric_sum(text, "touchpulse_events_consumed_total")
+        if n > 0 and first is None:
+            first = now
+        if n >= expected:
+            last = now
+            break
+        time.sleep(args.poll)
+    if last is None:
+        proc.kill()
+        raise RuntimeError("touchpulse did not drain the topics in time")
+    # Every alert of the drained input is produced by now; let the last
+    # transaction commit, then stop.
+    time.sleep(1.5)
+    text = scrape(port)
+    proc.send_signal(signal.SIGTERM)
+    ru = wait_rusage(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"touchpulse exited with {proc.returncode}")
+    def m(name, **kw):
+        return metric_sum(text, name, **kw)
+    res = {
+        "records": int(m("touchpulse_events_consumed_total")),
+        "applied": int(m("touchpulse_events_applied_total")),
+        "rejected": int(m("touchpulse_events_rejected_total")),
+        "late": int(m("touchpulse_events_late_total")),
+        "overflow": int(m("touchpulse_events_overflow_total")),
+        "alerts": int(m("touchpulse_alerts_total")),
+        "alerts_firing": int(m("touchpulse_alerts_total", state="FIRING")),
+        "alerts_resolved": int(m("touchpulse_alerts_total", state="RESOLVED")),
+        "aborts": int(m("touchpulse_transaction_aborts_total")),
+        "first_ms": first * 1000, "last_ms": last * 1000,
+        "alert_topic": alerts_topic,
+    }
+    return res, ru, t0
+
+
+def run_raw(args, bootstrap, expected, run_id):
+    argv = [args.raw, "--bootstrap", bootstrap, "--group", f"bench-raw-{run_id}",
+            "--expect", str(expected), "--topics", ",".join(INPUTS),
+            "--timeout", str(args.timeout)]
+    return run_child_json(argv, timeout=args.timeout)
+
+
+def run_ks(args, bootstrap, expected, run_id, mode):
+    alerts_topic = f"bench.ks.alerts.{run_id}"
+    admin_topics(bootstrap, create=[alerts_topic], partitions=args.partitions)
+    argv = [os.path.join(HERE, "peers", "kafka-streams", "run.sh"), mode, bootstrap,
+            f"bench-ks-{mode}-{run_id}", str(expected), alerts_topic]
+    env = dict(os.environ)
+    env["KS_STATE_DIR"] = os.path.join(args.workdir, f"ks-state-{run_id}")
+    res, ru, t0 = run_child_json(argv, env=env, timeout=args.timeout)
+    res["alert_topic"] = alerts_topic
+    return res, ru, t0
+
+
+def compare_alerts(bootstrap, tp_topic, ks_topic):
+    """The alert sets of both rule engines: (equal, summary)."""
+    script = os.path.join(HERE, "peers", "kafka-streams", "check_equal.py")
+    p = subprocess.run([sys.executable, script, "--bootstrap", bootstrap,
+                        "--touchpulse-topic", tp_topic, "--peer-topic", ks_topic],
+                       capture_output=True, text=True)
+    return p.returncode == 0, (p.stdout + p.stderr).strip()[-2000:]
+
+
+def summarize(rows):
+    """Median and spread (min-max) of the runs of one contestant."""
+    def med(key):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+    def spread(key):
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return [min(vals), max(vals)] if vals else None
+    out = {}
+    for key in ("rate", "wall_s", "cpu_per_m", "rss_mb", "alerts"):
+        out[key] = med(key)
+        out[key + "_range"] = spread(key)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--touchpoints", default="10000,100000,1000000")
+    ap.add_argument("--dists", default="uniform,zipf")
+    ap.add_argument("--contestants", default="raw,touchpulse,ks-default,ks-inmemory")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--poll", type=float, default=0.05)
+    ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--ks-max-events", type=int, default=0,
+                    help="skip Kafka Streams on datasets larger than this (0: never)")
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "release"))
+    args = ap.parse_args()
+    args.touchpulse = os.path.join(args.bin, "touchpulse")
+    args.raw = os.path.join(args.bin, "bench_raw")
+    loader = os.path.join(args.bin, "bench_load")
+    contestants = args.contestants.split(",")
+    results = {"events": args.events, "partitions": args.partitions, "reps": args.reps,
+               "datasets": []}
+    run_no = 0
+    for dist in args.dists.split(","):
+        for tps in [int(x) for x in args.touchpoints.split(",")]:
+            name = f"{dist}-{tps}"
+            log(f"dataset {name}: {args.events} events")
+            admin_topics(args.bootstrap, delete=INPUTS, create=INPUTS, partitions=args.partitions)
+            load, _, _ = run_child_json([loader, "--bootstrap", args.bootstrap, "--events",
+                                         str(args.events), "--touchpoints", str(tps), "--dist",
+                                         dist, "--partitions", str(args.partitions)])
+            log(f"  loaded: {load}")
+            ds = {"name": name, "dist": dist, "touchpoints": tps, "load": load, "runs": [],
+                  "summary": {}, "alerts_equal": None}
+            expected = load["events"]
+            for rep in range(args.reps):
+                for who in contestants:
+                    if who.startswith("ks-") and args.ks_max_events and expected > args.ks_max_events:
+                        continue
+                    run_no += 1
+                    run_id = f"{name}-{who}-{rep}-{os.getpid()}-{run_no}"
+                    try:
+                        if who == "raw":
+                            res, ru, t0 = run_raw(args, args.bootstrap, expected, run_id)
+                        elif who == "touchpulse":
+                            res, ru, t0 = run_touchpulse(args, args.bootstrap, expected, run_id,
+                                                         max(2 * tps, 100000))
+                        else:
+                            res, ru, t0 = run_ks(args, args.bootstrap, expected, run_id,
+                                                 who[len("ks-"):])
+                    except RuntimeError as e:
+                        log(f"  {who} rep {rep}: FAILED: {e}")
+                        ds["runs"].append({"contestant": who, "rep": rep, "error": str(e)})
+                        continue
+                    secs = (res["last_ms"] - res["first_ms"]) / 1000.0
+                    cpu = ru.ru_utime + ru.ru_stime
+                    row = {"contestant": who, "rep": rep, "records": res.get("records"),
+                           "rate": expected / secs if secs > 0 else None,
+                           "drain_s": secs, "wall_s": res["last_ms"] / 1000.0 - t0,
+                           "cpu_s": cpu, "cpu_per_m": cpu / (expected / 1e6),
+                           "rss_mb": ru.ru_maxrss / 1024.0,
+                           "alerts": res.get("alerts"), "detail": res}
+                    ds["runs"].append(row)
+                    log(f"  {who} rep {rep}: {row['rate']:.0f} rec/s, drain {secs:.2f} s, "
+                        f"cpu {cpu:.1f} s, rss {row['rss_mb']:.0f} MB, alerts {row['alerts']}")
+            for who in contestants:
+                rows = [r for r in ds["runs"] if r["contestant"] == who and "error" not in r]
+                if rows:
+                    ds["summary"][who] = summarize(rows)
+            # The comparison is void unless both rule engines wrote the same alerts.
+            tp_runs = [r for r in ds["runs"] if r["contestant"] == "touchpulse" and "error" not in r]
+            for who in ("ks-default", "ks-inmemory"):
+                ks_runs = [r for r in ds["runs"] if r["contestant"] == who and "error" not in r]
+                if tp_runs and ks_runs:
+                    eq, summary = compare_alerts(args.bootstrap, tp_runs[0]["detail"]["alert_topic"],
+                                                 ks_runs[0]["detail"]["alert_topic"])
+                    ds.setdefault("alerts_compare", {})[who] = {"equal": eq, "summary": summary}
+                    log(f"  alerts touchpulse vs {who}: {'equal' if eq else 'DIFFERENT'}")
+            results["datasets"].append(ds)
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+    log(f"results in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
