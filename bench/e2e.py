@@ -222,9 +222,7 @@ def run_ks(args, bootstrap, expected, run_id, mode):
     admin_topics(bootstrap, create=[alerts_topic], partitions=args.partitions)
     argv = [os.path.join(HERE, "peers", "kafka-streams", "run.sh"), mode, bootstrap,
             f"bench-ks-{mode}-{run_id}", str(expected), alerts_topic]
-    env = dict(os.environ)
-    env["KS_STATE_DIR"] = os.path.join(args.workdir, f"ks-state-{run_id}")
-    res, ru, t0 = run_child_json(argv, env=env, timeout=args.timeout)
+    res, ru, t0 = run_child_json(argv, timeout=args.timeout)
     res["alert_topic"] = alerts_topic
     return res, ru, t0
 
@@ -233,7 +231,7 @@ def compare_alerts(bootstrap, tp_topic, ks_topic):
     """The alert sets of both rule engines: (equal, summary)."""
     script = os.path.join(HERE, "peers", "kafka-streams", "check_equal.py")
     p = subprocess.run([sys.executable, script, "--bootstrap", bootstrap,
-                        "--touchpulse-topic", tp_topic, "--peer-topic", ks_topic],
+                        "--a", f"{tp_topic}:avro", "--b", f"{ks_topic}:json"],
                        capture_output=True, text=True)
     return p.returncode == 0, (p.stdout + p.stderr).strip()[-2000:]
 
