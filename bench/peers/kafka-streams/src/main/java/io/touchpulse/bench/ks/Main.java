@@ -138,7 +138,7 @@ public final class Main {
         mode, Processors.Stats.processed.get(), Processors.Stats.firstMs.get(),
         Processors.Stats.lastMs.get(), firing + resolved, firing, resolved);
     System.out.flush();
-    Runtime.getRuntime().halt(closed ? 0 : 1);
+    System.exit(closed ? 0 : 1);
   }
 
   static void ensureTopic(String bootstrap, String topic) throws Exception {
