@@ -128,15 +128,16 @@ public final class Main {
     // still hold reach suppress and the rules, and the producer is flushed.
     long closeStart = System.currentTimeMillis();
     boolean closed = streams.close(Duration.ofSeconds(120));
+    long closedMs = System.currentTimeMillis();
     System.err.printf("kafka-streams peer: closed=%s in %d ms; invalid=%d late=%d duplicates=%d%n",
-        closed, System.currentTimeMillis() - closeStart, Processors.Stats.invalid.get(),
+        closed, closedMs - closeStart, Processors.Stats.invalid.get(),
         Processors.Stats.late.get(), Processors.Stats.duplicates.get());
     long firing = Processors.Stats.firing.get();
     long resolved = Processors.Stats.resolved.get();
     System.out.printf("{\"contestant\":\"kafka-streams-%s\",\"records\":%d,\"first_ms\":%d,\"last_ms\":%d,"
-            + "\"alerts\":%d,\"alerts_firing\":%d,\"alerts_resolved\":%d}%n",
+            + "\"alerts\":%d,\"alerts_firing\":%d,\"alerts_resolved\":%d,\"closed_ms\":%d}%n",
         mode, Processors.Stats.processed.get(), Processors.Stats.firstMs.get(),
-        Processors.Stats.lastMs.get(), firing + resolved, firing, resolved);
+        Processors.Stats.lastMs.get(), firing + resolved, firing, resolved, closedMs);
     System.out.flush();
     System.exit(closed ? 0 : 1);
   }
