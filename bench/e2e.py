@@ -11,7 +11,9 @@ consumer group (and, for the alert-writing contestants, a fresh alert topic):
   ks-default     the Kafka Streams peer, RocksDB stores + changelog topics
   ks-inmemory    the Kafka Streams peer, in-memory stores, no changelog
 
-Per run: drain rate (records / (last record - first record)), wall time from
+Per run: drain rate (records / (last record - first record); touchpulse's
+last record is its "caught up" log line, as /metrics renders every
+touchpoint's gauges and polling it would load the contestant), wall time from
 process start to the last record, CPU seconds of the process (getrusage of
 the child, so start-up and shutdown included) per million records, peak RSS
 (ru_maxrss) and, for the rule engines, the alerts. The alert sets of
@@ -23,6 +25,7 @@ overlap. Prints a JSON document of every run and the medians; bench/run.sh
 turns it into bench/RESULTS.md.
 """
 import argparse
+import datetime
 import json
 import os
 import re
@@ -78,6 +81,18 @@ def admin_topics(bootstrap, delete=(), create=(), partitions=8):
             adm.create_topics([NewTopic(t, partitions, 1) for t in create], timeout_ms=30000)
     finally:
         adm.close()
+    if create:
+        # Until every new topic's partitions have a leader in the metadata.
+        from kafka import KafkaConsumer
+        c = KafkaConsumer(bootstrap_servers=bootstrap)
+        try:
+            for _ in range(300):
+                c.topics()  # fresh metadata
+                if all(len(c.partitions_for_topic(t) or ()) == partitions for t in create):
+                    break
+                time.sleep(0.1)
+        finally:
+            c.close()
 
 
 def wait_rusage(proc):
@@ -149,7 +164,7 @@ state:
 http:
   listen: 127.0.0.1:{port}
 log:
-  level: warn
+  level: info
 {rules}""")
 
 
@@ -160,28 +175,36 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
     cfg = os.path.join(args.workdir, f"touchpulse-{run_id}.yaml")
     touchpulse_config(cfg, bootstrap, f"bench-tp-{run_id}", alerts_topic, port, max_tp)
     t0 = time.time()
+    logpath = os.path.join(args.workdir, f"touchpulse-{run_id}.log")
     proc = subprocess.Popen([args.touchpulse, "--config", cfg], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(args.workdir, f"touchpulse-{run_id}.log"), "w"))
+                            stderr=open(logpath, "w"))
+    # The first record: /metrics while the table is still nearly empty (a
+    # scrape renders every touchpoint's gauges, so it is not polled after).
+    # The last: touchpulse's "caught up" log line, stamped when every
+    # partition reached the end of its log.
     first = last = None
-    text = ""
     deadline = t0 + args.timeout
-    while time.time() < deadline:
+    while first is None and time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {cfg}.log")
+            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {logpath}")
         try:
-            text = scrape(port)
+            if metric_sum(scrape(port), "touchpulse_events_consumed_total") > 0:
+                first = time.time()
         except OSError:
-            time.sleep(0.05)
-            continue
-        now = time.time()
-        n = metric_sum(text, "touchpulse_events_consumed_total")
-        if n > 0 and first is None:
-            first = now
-        if n >= expected:
-            last = now
-            break
-        time.sleep(args.poll)
-    if last is None:
+            pass
+        time.sleep(0.02)
+    caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed")
+    while last is None and time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {logpath}")
+        with open(logpath) as f:
+            for line in f:
+                mt = caught.match(line)
+                if mt and int(mt.group(2)) >= expected:
+                    last = datetime.datetime.strptime(mt.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") \
+                        .replace(tzinfo=datetime.timezone.utc).timestamp()
+        time.sleep(0.2)
+    if first is None or last is None:
         proc.kill()
         raise RuntimeError("touchpulse did not drain the topics in time")
     # Every alert of the drained input is produced by now; let the last

@@ -686,7 +686,22 @@ static void rewind_all(tp_pipeline_t *pl) {
     rd_kafka_topic_partition_list_add(seek, pl->cfg->topics[c->src], c->partition)->offset = off;
   }
   atomic_fetch_add(&pl->rewind_gen, 1);
-  rd_kafka_error_t *e = rd_kafka_seek_partitions(pl->rk, seek, 30000);
+  /* librdkafka 2.0.2 has been seen to give up on a seek well before the
+   * timeout when the machine is loaded (__TIMED_OUT after ~0.5 s): seeking
+   * to the same offsets again is harmless, so retry within the budget. */
+  uint64_t give_up = tp_mono_ns() + 30000ull * 1000000u;
+  rd_kafka_error_t *e = NULL;
+  for (;;) {
+    int64_t left = (int64_t)(give_up - tp_mono_ns()) / 1000000;
+    e = rd_kafka_seek_partitions(pl->rk, seek, (int)(left > 100 ? left : 100));
+    if (e == NULL || rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR__TIMED_OUT ||
+        tp_mono_ns() > give_up || atomic_load(&pl->stop_req))
+      break;
+    tp_log_warn("rewind: %s; seeking again", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    for (int i = 0; i < seek->cnt; i++)
+      seek->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  }
   if (e != NULL) {
     snprintf(err, sizeof(err), "rewind: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
@@ -936,8 +951,42 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 
 /* Alerts become visible to read_committed subscribers when their
  * transaction commits: commit this soon after one is produced, rather than
- * waiting for processing.commit_interval. */
+ * waiting for processing.commit_interval. A checkpoint holds the workers
+ * while it commits, so the next one triggered by an alert also waits
+ * ALERT_COMMIT_DUTY times as long as the last one took: catching up on a
+ * backlog dense with alerts, the workers then run at least 3/4 of the time
+ * instead of spending most of it parked for a commit per alert; live, a
+ * commit takes a few ms and the 20 ms rule decides. */
 #define ALERT_COMMIT_NS (20u * 1000000u)
+#define ALERT_COMMIT_DUTY 3u
+
+/* Logs "caught up" when every assigned partition has been processed to the
+ * end of its log after the input was behind for at least CAUGHT_UP_MIN_NS
+ * (a backlog at start, after a restore, an outage): the moment a backlog is
+ * drained, without the per-batch flicker of live traffic. *behind_since is
+ * when the input was last seen caught up, 0 while it is. @thread coordinator */
+#define CAUGHT_UP_MIN_NS (1000u * 1000000u)
+
+static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since) {
+  bool eof = pl->n_ctx > 0;
+  for (size_t i = 0; eof && i < pl->n_ctx; i++)
+    eof = atomic_load_explicit(&pl->ctxs[i]->at_eof, memory_order_relaxed) &&
+          !atomic_load_explicit(&pl->ctxs[i]->restoring, memory_order_relaxed);
+  uint64_t now = tp_mono_ns();
+  if (!eof) {
+    if (*behind_since == 0)
+      *behind_since = now;
+    return;
+  }
+  if (*behind_since != 0 && now - *behind_since >= CAUGHT_UP_MIN_NS) {
+    tp_pipeline_totals_t t;
+    tp_pipeline_totals(pl, &t);
+    tp_log_info("caught up: %zu partition(s) at the end of their logs after %.1f s behind; "
+                "%llu records consumed since start",
+                pl->n_ctx, (double)(now - *behind_since) / 1e9, (unsigned long long)t.consumed);
+  }
+  *behind_since = 0;
+}
 
 /* After a transaction abort the workers wait ABORT_BACKOFF_MS, doubled for
  * each further abort in a row up to ABORT_BACKOFF_MAX_MS; a commit ends the
@@ -949,6 +998,8 @@ static void *coordinator_main(void *arg) {
   tp_pipeline_t *pl = arg;
   uint64_t interval_ns = (uint64_t)pl->cfg->commit_interval_ms * 1000000u;
   uint64_t last = tp_mono_ns();
+  uint64_t last_cost = 0; /* how long the last checkpoint held the workers */
+  uint64_t behind_since = 0;
   unsigned abort_streak = 0;
   if (tp_publisher_transactional(pl->pub)) {
     /* Before the first poll, so before any partition is assigned: fences an
@@ -975,13 +1026,16 @@ static void *coordinator_main(void *arg) {
     tp_publisher_poll(pl->pub, 0);
     if (tp_publisher_failed(pl->pub))
       set_failed(pl, tp_publisher_failure(pl->pub));
+    note_caught_up(pl, &behind_since);
     if (pl->hold_until_ns != 0) {
       if (tp_mono_ns() >= pl->hold_until_ns) {
         pl->hold_until_ns = 0;
         resume_workers(pl);
         last = tp_mono_ns();
       }
-    } else if (since >= interval_ns || (pending && since >= ALERT_COMMIT_NS)) {
+    } else if (since >= interval_ns ||
+               (pending && since >= ALERT_COMMIT_NS && since >= ALERT_COMMIT_DUTY * last_cost)) {
+      uint64_t began = tp_mono_ns();
       pause_workers(pl);
       uint64_t aborts = atomic_load(&pl->txn_aborts);
       uint64_t commits = atomic_load(&pl->commits);
@@ -1006,6 +1060,7 @@ static void *coordinator_main(void *arg) {
         resume_workers(pl);
       }
       last = tp_mono_ns();
+      last_cost = last - began;
     }
   }
 
@@ -1083,6 +1138,15 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err));
   rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
   rd_kafka_conf_set(conf, "statistics.interval.ms", TP_KAFKA_STATS_INTERVAL_MS, err, sizeof(err));
+  /* Each partition's fetch queue is forwarded to its worker's queue, and
+   * librdkafka 2.0.2 compares the forwarded queue's length, shared by all of
+   * the worker's partitions, with queued.min.messages (default 100 000):
+   * past it every one of those partitions stops fetching for
+   * fetch.error.backoff.ms (500 ms), and a worker that drains 100 000
+   * records in a fraction of that sits idle for the rest. A backlog then
+   * drained at a fifth of the workers' speed. The bound that matters for
+   * memory stays queued.max.messages.kbytes (64 MiB per worker queue). */
+  rd_kafka_conf_set(conf, "queued.min.messages", "1000000", err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, false, errstr, errstr_size) != TP_OK)
     goto err;
   /* ...and the ones the offset and idle logic depend on, which it may not. */
