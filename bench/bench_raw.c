@@ -15,9 +15,10 @@
  * Consumer settings are touchpulse's own defaults (src/consume.c,
  * tp_pipeline_new), so the comparison measures processing, not tuning:
  *   auto.offset.reset=earliest, partition.assignment.strategy=
- *   cooperative-sticky, isolation.level=read_committed and
- *   statistics.interval.ms=5000 (with a statistics callback, as touchpulse
- *   has one for /metrics), which -X may override; and, applied after -X as
+ *   cooperative-sticky, isolation.level=read_committed,
+ *   queued.min.messages=1000000 and statistics.interval.ms=5000 (with a
+ *   statistics callback, as touchpulse has one for /metrics), which -X may
+ *   override; and, applied after -X as
  *   touchpulse enforces them, enable.auto.commit=false,
  *   enable.auto.offset.store=false and enable.partition.eof=true. Fetch
  *   settings stay at librdkafka's defaults in both unless -X sets them (the
@@ -171,6 +172,7 @@ int main(int argc, char **argv) {
             conf_set(conf, "auto.offset.reset", "earliest") &&
             conf_set(conf, "partition.assignment.strategy", "cooperative-sticky") &&
             conf_set(conf, "isolation.level", "read_committed") &&
+            conf_set(conf, "queued.min.messages", "1000000") &&
             conf_set(conf, "statistics.interval.ms", "5000");
   for (int i = 0; ok && i < n_extra; i++) {
     char kv[1024];

@@ -62,7 +62,8 @@ def main():
       f"librdkafka {sh('pkg-config --modversion rdkafka')}, Avro-C "
       f"{sh('pkg-config --modversion avro-c')}, {sh('java -version 2>&1 | head -1')}, "
       "Kafka Streams as pinned in bench/peers/kafka-streams/pom.xml.\n")
-    w(f"Datasets: {fmt(res['events'])} events each (80 % feedback, 12 % support, 8 % commerce; "
+    w(f"Datasets: {fmt(res['events'])} events each (the Kafka Streams dataset: the number after "
+      "the touchpoints in its name) (80 % feedback, 12 % support, 8 % commerce; "
       f"bench_load), {res['partitions']} partitions per input topic; {res['reps']} repetitions "
       "per contestant, contestants taking turns, each run a fresh consumer group. Figures are "
       "medians, [min-max] the spread.\n")
@@ -114,6 +115,9 @@ def main():
         if text:
             w(f"## {title}\n")
             w("```\n" + text.strip() + "\n```\n")
+    notes = read(os.path.join(HERE, "NOTES.md"))
+    if notes:
+        w(notes.strip() + "\n")
     print("\n".join(out))
 
 
