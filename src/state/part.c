@@ -47,7 +47,7 @@ static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
-  size_t off_rules, off_sums, off_phase, off_value, off_samples, off_ring, total;
+  size_t off_rules, off_sums, off_phase, off_value, off_samples, total;
 } layout_t;
 
 static layout_t entry_layout(const tp_kind_t *kind, size_t key_len) {
@@ -58,8 +58,7 @@ static layout_t entry_layout(const tp_kind_t *kind, size_t key_len) {
   l.off_phase = l.off_sums + kind->n_views * sizeof(tp_agg_t);
   l.off_value = align8(l.off_phase + kind->n_rules);
   l.off_samples = l.off_value + nv * sizeof(uint64_t);
-  l.off_ring = align8(l.off_samples + nv * sizeof(int64_t));
-  l.total = l.off_ring + kind->ring_len * kind->bucket_size;
+  l.total = l.off_samples + nv * sizeof(int64_t);
   return l;
 }
 
@@ -93,7 +92,6 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
   e->pub_phase = (_Atomic uint8_t *)(block + l.off_phase);
   e->pub_value = (_Atomic uint64_t *)(block + l.off_value);
   e->pub_samples = (_Atomic int64_t *)(block + l.off_samples);
-  e->ring = block + l.off_ring;
   uint64_t nan = dbl_bits(NAN);
   for (size_t i = 0; i < kind->n_views * kind->n_metrics; i++)
     atomic_init(&e->pub_value[i], nan);
@@ -105,13 +103,16 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
 }
 
 static void entry_free_private(const tp_kind_t *kind, tp_entry_t *e) {
-  if (kind->src != TP_SRC_SUPPORT)
-    return;
-  tp_sup_bucket_t *ring = e->ring;
-  for (size_t i = 0; i < kind->ring_len; i++) {
-    tp_shist_free(&ring[i].fr);
-    tp_shist_free(&ring[i].res);
+  if (kind->src == TP_SRC_SUPPORT) {
+    tp_sup_bucket_t *ring = e->ring;
+    for (size_t i = 0; i < e->ring_cap; i++) {
+      tp_shist_free(&ring[i].fr);
+      tp_shist_free(&ring[i].res);
+    }
   }
+  tp_free(e->ring);
+  e->ring = NULL;
+  e->ring_n = e->ring_cap = 0;
 }
 
 static void entry_free_cb(tp_table_node_t *node) { tp_free(node); }
@@ -135,17 +136,76 @@ static void schedule(tp_part_t *p, tp_entry_t *e, uint64_t b) {
   p->wheel_count++;
 }
 
+/* Whether the bucket's step s_old has left every window by the time step s
+ * is written: the full ring overwrites it then (s % ring_len). */
+static bool bucket_spent(const tp_kind_t *kind, const tp_bhdr_t *b, uint64_t s) {
+  return b->step1 == 0 || (uint64_t)b->step1 - 1 + kind->ring_len <= s;
+}
+
+/*
+ * Room in e's ring for a new step s: the index of the slot to (re)use, or -1
+ * without memory. Sparse rings reuse a spent bucket, else grow 2, 4, ...,
+ * TP_RING_SPARSE_MAX, then become the full ring: every bucket still in a
+ * window moves to its slot s % ring_len (two such never share a slot, their
+ * steps being less than ring_len apart), spent ones are dropped.
+ */
+static long ring_room(const tp_kind_t *kind, tp_entry_t *e, uint64_t s) {
+  size_t bs = kind->bucket_size;
+  if (kind->ring_len == 0) /* state.c sizes every ring to at least 2 */
+    return -1;
+  if (e->ring_cap == kind->ring_len)
+    return (long)(s % kind->ring_len);
+  for (size_t i = 0; i < e->ring_n; i++)
+    if (bucket_spent(kind, tp__ring_slot(kind, e, i), s))
+      return (long)i;
+  if (e->ring_n < e->ring_cap)
+    return e->ring_n++;
+  size_t cap = e->ring_cap ? (size_t)e->ring_cap * 2 : 2;
+  if (cap > TP_RING_SPARSE_MAX || cap > kind->ring_len)
+    cap = kind->ring_len;
+  char *ring = tp_calloc(cap, bs);
+  if (ring == NULL)
+    return -1;
+  if (cap == kind->ring_len) {
+    for (size_t i = 0; i < e->ring_n; i++) {
+      tp_bhdr_t *b = tp__ring_slot(kind, e, i);
+      if (bucket_spent(kind, b, s)) {
+        if (kind->src == TP_SRC_SUPPORT) {
+          tp_shist_free(&((tp_sup_bucket_t *)b)->fr);
+          tp_shist_free(&((tp_sup_bucket_t *)b)->res);
+        }
+        continue;
+      }
+      memcpy(ring + ((uint64_t)b->step1 - 1) % cap * bs, b, bs);
+    }
+  } else if (e->ring_n > 0) {
+    memcpy(ring, e->ring, e->ring_n * bs);
+  }
+  tp_free(e->ring);
+  e->ring = ring;
+  e->ring_cap = (uint16_t)cap;
+  if (cap == kind->ring_len) {
+    e->ring_n = (uint16_t)cap;
+    return (long)(s % cap);
+  }
+  return e->ring_n++;
+}
+
 /*
  * The bucket of e's ring for the step of t, recycled first when it holds an
- * older step (it never holds a newer one: see ring_len in state.c). The
- * first write to a step schedules e for the boundaries where that bucket
- * enters its windows and leaves each of them.
+ * older step (it never holds a newer one: see ring_len in state.c), or NULL
+ * without memory. The first write to a step schedules e for the boundaries
+ * where that bucket enters its windows and leaves each of them.
  */
 static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
   const tp_kind_t *kind = p->kind;
   int64_t step = p->st->cfg->step_ms;
   uint64_t s = (uint64_t)(t / step);
-  tp_bhdr_t *b = (tp_bhdr_t *)((char *)e->ring + (s % kind->ring_len) * kind->bucket_size);
+  long i = tp__ring_find(kind, e, s);
+  if (i < 0 && (i = ring_room(kind, e, s)) < 0)
+    return NULL;
+  e->ring_hint = (uint16_t)i;
+  tp_bhdr_t *b = tp__ring_slot(kind, e, (size_t)i);
   if (b->step1 != (uint32_t)(s + 1)) {
     if (kind->src == TP_SRC_SUPPORT) {
       tp_sup_bucket_t *sb = (tp_sup_bucket_t *)b;
@@ -178,8 +238,10 @@ static void note_labels(tp_part_t *p, tp_bhdr_t *b, const tp_event_t *ev) {
 
 /* ---- applying events ---------------------------------------------------- */
 
-static void apply_feedback(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+static bool apply_feedback(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   tp_fb_bucket_t *b = (tp_fb_bucket_t *)bucket_for(p, e, ev->occurred_at);
+  if (b == NULL)
+    return false;
   note_labels(p, &b->h, ev);
   const int8_t csat = ev->feedback.csat, nps = ev->feedback.nps, ces = ev->feedback.ces,
                rep = ev->feedback.repurchase, oth = ev->feedback.try_other;
@@ -204,23 +266,29 @@ static void apply_feedback(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   any = any || rep != TP_SCORE_NULL || oth != TP_SCORE_NULL;
   if (any)
     b->responses++;
+  return true;
 }
 
-static void apply_commerce(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+static bool apply_commerce(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   tp_com_bucket_t *b = (tp_com_bucket_t *)bucket_for(p, e, ev->occurred_at);
+  if (b == NULL)
+    return false;
   note_labels(p, &b->h, ev);
   if (ev->commerce.kind == TP_COMMERCE_ORDER_PLACED)
     b->orders++;
   else if (ev->commerce.kind == TP_COMMERCE_RETURN_REQUESTED)
     b->returns++;
+  return true;
 }
 
 static uint64_t since(int64_t t, int64_t from) { return t > from ? (uint64_t)(t - from) : 0; }
 
-static void apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
+static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   const tp_config_t *cfg = p->st->cfg;
   int64_t t = ev->occurred_at;
   tp_sup_bucket_t *b = (tp_sup_bucket_t *)bucket_for(p, e, t);
+  if (b == NULL)
+    return false;
   note_labels(p, &b->h, ev);
   uint8_t kind = ev->support.kind;
   if (kind == TP_SUPPORT_OPENED) {
@@ -237,7 +305,7 @@ static void apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
     bump(&p->stats.tickets_evicted);
   if (tk == NULL) {
     bump(&p->stats.overflow); /* no memory for the ticket: its timings are lost */
-    return;
+    return true;
   }
   switch (kind) {
   case TP_SUPPORT_OPENED:
@@ -286,6 +354,7 @@ static void apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
     tk->last_event_at = t;
   tp__tickets_touch(&p->tickets, tk);
   atomic_store_explicit(&p->stats.tickets, p->tickets.count, memory_order_relaxed);
+  return true;
 }
 
 /* ---- evaluation --------------------------------------------------------- */
@@ -343,11 +412,6 @@ static void emit(tp_part_t *p, tp_entry_t *e, const tp_rule_t *rule, tp_alert_st
   p->cb(p->opaque, &a);
 }
 
-static const tp_bhdr_t *bucket_at(const tp_kind_t *kind, const tp_entry_t *e, uint64_t s) {
-  const tp_bhdr_t *b =
-      (const tp_bhdr_t *)((const char *)e->ring + (s % kind->ring_len) * kind->bucket_size);
-  return b->step1 == (uint32_t)(s + 1) ? b : NULL;
-}
 
 /* Evaluate one entry at boundary T (index bi = T / step). */
 static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
@@ -359,7 +423,7 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
 
   /* Bucket bi - 1 enters every window now; bucket bi - 1 - L/step leaves
    * the window of length L. Labels come from the newest event before T. */
-  const tp_bhdr_t *in = bucket_at(kind, e, bi - 1);
+  const tp_bhdr_t *in = tp__bucket_at(kind, e, bi - 1);
   if (in != NULL && in->has_sc) {
     e->sc_stage = in->stage;
     e->sc_channel = in->channel;
@@ -368,7 +432,7 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
     if (in != NULL)
       tp__agg_apply(kind->src, &e->sums[v], in, +1);
     uint64_t len = (uint64_t)(kind->view_ms[v] / step);
-    const tp_bhdr_t *out = bi > len ? bucket_at(kind, e, bi - 1 - len) : NULL;
+    const tp_bhdr_t *out = bi > len ? tp__bucket_at(kind, e, bi - 1 - len) : NULL;
     if (out != NULL)
       tp__agg_apply(kind->src, &e->sums[v], out, -1);
   }
@@ -414,15 +478,16 @@ static void evaluate(tp_part_t *p, int64_t T) {
   uint64_t bi = (uint64_t)(T / p->st->cfg->step_ms);
   struct tp_wheel_slot_s *slot = &p->wheel[bi % p->wheel_len];
   /* Entries rescheduled while evaluating go to slot bi + 1, never here.
-   * Entries lie anywhere in memory: fetch them, then the bucket entering
-   * their windows, a few entries ahead, so the misses overlap. */
+   * Entries lie anywhere in memory: fetch them, then the bucket written
+   * last (usually the one entering their windows), a few entries ahead, so
+   * the misses overlap. */
   const tp_kind_t *kind = p->kind;
-  size_t in_off = ((bi - 1) % kind->ring_len) * kind->bucket_size;
   for (uint32_t i = 0; i < slot->n; i++) {
     if (i + 8 < slot->n)
       __builtin_prefetch(slot->v[i + 8]);
-    if (i + 4 < slot->n)
-      __builtin_prefetch((const char *)slot->v[i + 4]->ring + in_off);
+    if (i + 4 < slot->n && slot->v[i + 4]->ring != NULL)
+      __builtin_prefetch((const char *)slot->v[i + 4]->ring +
+                         (size_t)slot->v[i + 4]->ring_hint * kind->bucket_size);
     eval_entry(p, slot->v[i], T, bi);
   }
   p->wheel_count -= slot->n;
@@ -452,7 +517,10 @@ static void process_deadlines(tp_part_t *p, int64_t T) {
     if (tk->entry != NULL &&
         (tk->min_reply_at == TP_NONE_MS || tk->min_reply_at >= d.deadline)) {
       tp_sup_bucket_t *b = (tp_sup_bucket_t *)bucket_for(p, tk->entry, d.deadline);
-      b->breaches++;
+      if (b != NULL)
+        b->breaches++;
+      else
+        bump(&p->stats.overflow); /* no memory for its bucket: the breach is lost */
     }
   }
 }
@@ -641,10 +709,15 @@ tp_apply_t tp_part_apply(tp_part_t *p, const tp_event_t *ev) {
     bump(&p->stats.overflow);
     return why;
   }
+  bool stored = false;
   switch (p->src) {
-  case TP_SRC_FEEDBACK: apply_feedback(p, e, ev); break;
-  case TP_SRC_SUPPORT: apply_support(p, e, ev); break;
-  case TP_SRC_COMMERCE: apply_commerce(p, e, ev); break;
+  case TP_SRC_FEEDBACK: stored = apply_feedback(p, e, ev); break;
+  case TP_SRC_SUPPORT: stored = apply_support(p, e, ev); break;
+  case TP_SRC_COMMERCE: stored = apply_commerce(p, e, ev); break;
+  }
+  if (!stored) { /* no memory for its step bucket */
+    bump(&p->stats.overflow);
+    return TP_APPLY_NOMEM;
   }
   if (tp__dedup_add(&p->dedup, fp) != TP_OK)
     bump(&p->stats.overflow); /* could not remember the id: a retry would count twice */

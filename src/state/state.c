@@ -249,10 +249,8 @@ void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t
                            int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res) {
   int64_t first = (end - len) / step, stop = end / step;
   for (int64_t s = first < 0 ? 0 : first; s < stop; s++) {
-    const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)((const char *)e->ring +
-                                                         ((uint64_t)s % kind->ring_len) *
-                                                             kind->bucket_size);
-    if (b->h.step1 != (uint32_t)(s + 1))
+    const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)tp__bucket_at(kind, e, (uint64_t)s);
+    if (b == NULL)
       continue;
     tp_hist_merge_add(fr, &b->fr);
     tp_hist_merge_add(res, &b->res);

@@ -108,9 +108,11 @@ typedef struct tp_entry_s {
   uint32_t last_eval;   /* boundary index (T / step) of the last evaluation */
   uint16_t tp_len;
   uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
+  uint16_t ring_n, ring_cap;    /* buckets in use and allocated (see below) */
+  uint16_t ring_hint;           /* the bucket written last */
   tp_rule_state_t *rules;       /* [kind->n_rules] */
   tp_agg_t *sums;               /* [kind->n_views]: running sums of each window */
-  void *ring;                   /* [kind->ring_len] buckets */
+  void *ring;                   /* [ring_cap] buckets, NULL before the first */
   const char *touchpoint;       /* points into key, not NUL-terminated */
 
   _Atomic uint32_t view_seq;
@@ -123,6 +125,43 @@ typedef struct tp_entry_s {
 } tp_entry_t;
 
 #define TP_KEY_PREFIX 5
+
+/*
+ * An entry's step buckets. Sparse while ring_cap < kind->ring_len: only the
+ * steps the touchpoint has events in hold a bucket, found by step1 (the
+ * bucket written last first), at most TP_RING_SPARSE_MAX of them, so a
+ * touchpoint with a few events per window costs a few buckets, not
+ * ring_len. Past that the array is the full ring: step s in slot
+ * s % ring_len, as if it had always been (part.c, ring_grow).
+ */
+#define TP_RING_SPARSE_MAX 16
+
+static inline tp_bhdr_t *tp__ring_slot(const tp_kind_t *kind, const tp_entry_t *e, size_t i) {
+  return (tp_bhdr_t *)((char *)e->ring + i * kind->bucket_size);
+}
+
+/* The index of the bucket of step s in e's ring, or -1. */
+static inline long tp__ring_find(const tp_kind_t *kind, const tp_entry_t *e, uint64_t s) {
+  uint32_t want = (uint32_t)(s + 1);
+  if (e->ring_cap == kind->ring_len) {
+    size_t i = s % kind->ring_len;
+    return tp__ring_slot(kind, e, i)->step1 == want ? (long)i : -1;
+  }
+  if (e->ring_n == 0)
+    return -1;
+  if (tp__ring_slot(kind, e, e->ring_hint)->step1 == want)
+    return e->ring_hint;
+  for (size_t i = 0; i < e->ring_n; i++)
+    if (tp__ring_slot(kind, e, i)->step1 == want)
+      return (long)i;
+  return -1;
+}
+
+static inline const tp_bhdr_t *tp__bucket_at(const tp_kind_t *kind, const tp_entry_t *e,
+                                             uint64_t s) {
+  long i = tp__ring_find(kind, e, s);
+  return i < 0 ? NULL : tp__ring_slot(kind, e, (size_t)i);
+}
 
 /* ---- dedup ring --------------------------------------------------------- */
 
