@@ -55,6 +55,7 @@ scripts/kafka.sh start "$work/kafka"
 . "$work/kafka/env"
 
 out=$here/results.json
+status=0
 if [ "$micro" = 1 ]; then
   build/release/bench_decode > "$work/bench_decode.txt"
   build/release/bench_table > "$work/bench_table.txt"
@@ -63,9 +64,13 @@ fi
 "$venv/bin/python" "$here/e2e.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
   --out "$out" ${e2e_args[@]+"${e2e_args[@]}"}
 if [ "$latency" = 1 ]; then
-  "$venv/bin/python" "$here/latency.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
-    --bin build/release/touchpulse > "$work/latency.json"
+  if ! "$venv/bin/python" "$here/latency.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
+    --bin build/release/touchpulse > "$work/latency.json"; then
+    echo '{"error": "the latency run failed: see its message above"}' > "$work/latency.json"
+    status=1
+  fi
 fi
 "$venv/bin/python" "$here/report.py" --results "$out" --micro-dir "$work" \
   --command "$cmdline" > "$here/RESULTS.md"
 echo "bench/RESULTS.md written"
+exit "$status"

@@ -956,8 +956,8 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
  * ALERT_COMMIT_DUTY times as long as the last one took: catching up on a
  * backlog dense with alerts, the workers then run at least 3/4 of the time
  * instead of spending most of it parked for a commit per alert; live, a
- * commit takes a few ms and the 20 ms rule decides. */
-#define ALERT_COMMIT_NS (20u * 1000000u)
+ * commit takes a few ms and the 5 ms rule decides. */
+#define ALERT_COMMIT_NS (5u * 1000000u)
 #define ALERT_COMMIT_DUTY 3u
 
 /* Logs "caught up" when every assigned partition has been processed to the
