@@ -44,16 +44,15 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--micro-dir", required=True)
     ap.add_argument("--command", required=True)
+    ap.add_argument("--commit", required=True, help="what the binaries were built from")
     args = ap.parse_args()
     with open(args.results) as f:
         res = json.load(f)
     out = []
     w = out.append
     w("# Benchmark results\n")
-    w(f"Produced by `{args.command}` (see bench/run.sh) on commit "
-      f"`{sh('git rev-parse --short HEAD')}`"
-      f"{' (with uncommitted changes)' if sh('git status --porcelain -- src bench') else ''}"
-      f", {sh('date -u +%Y-%m-%dT%H:%MZ')}.\n")
+    w(f"Produced by `{args.command}` (see bench/run.sh) with binaries built from "
+      f"`{args.commit}`, {sh('date -u +%Y-%m-%dT%H:%MZ')}.\n")
     w("Machine: " + sh("nproc") + " cores (" +
       sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip() + "), " +
       sh("free -g | awk '/Mem:/{print $2}'") + f" GiB, {platform.platform()}; shared and "
@@ -103,8 +102,9 @@ def main():
             if not v["equal"]:
                 w(f"Alerts of touchpulse and {who} differ on {ds['name']}:\n\n```\n{v['summary']}\n```\n")
     w("Definitions: records/s = records / (wall time of the last record - wall time of the "
-      "first), as each contestant reports it (touchpulse: its `events_consumed_total`, "
-      "scraped every 50 ms); CPU and peak RSS from getrusage of the contestant's process, "
+      "first), as each contestant reports it (touchpulse: the first from its "
+      "`events_consumed_total`, the last from its `caught up` log line; Kafka Streams: "
+      "the last when close() has produced the last alerts); CPU and peak RSS from getrusage of the contestant's process, "
       "start-up and shutdown included; alerts = FIRING + RESOLVED written.\n")
 
     for name, title in (("bench_decode.txt", "Decoder: tp_decode vs Avro-C generic decode"),

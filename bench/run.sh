@@ -37,6 +37,7 @@ done
 scripts/deps.sh >/dev/null
 scripts/build.sh release
 "$here/peers/kafka-streams/run.sh" build
+built_from=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
 venv=$root/build/itest-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -71,6 +72,6 @@ if [ "$latency" = 1 ]; then
   fi
 fi
 "$venv/bin/python" "$here/report.py" --results "$out" --micro-dir "$work" \
-  --command "$cmdline" > "$here/RESULTS.md"
+  --command "$cmdline" --commit "$built_from" > "$here/RESULTS.md"
 echo "bench/RESULTS.md written"
 exit "$status"

@@ -183,9 +183,9 @@ static long ring_room(const tp_kind_t *kind, tp_entry_t *e, uint64_t s) {
   }
   tp_free(e->ring);
   e->ring = ring;
-  e->ring_cap = (uint16_t)cap;
+  e->ring_cap = (uint32_t)cap;
   if (cap == kind->ring_len) {
-    e->ring_n = (uint16_t)cap;
+    e->ring_n = (uint32_t)cap;
     return (long)(s % cap);
   }
   return e->ring_n++;
@@ -204,7 +204,7 @@ static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
   long i = tp__ring_find(kind, e, s);
   if (i < 0 && (i = ring_room(kind, e, s)) < 0)
     return NULL;
-  e->ring_hint = (uint16_t)i;
+  e->ring_hint = (uint32_t)i;
   tp_bhdr_t *b = tp__ring_slot(kind, e, (size_t)i);
   if (b->step1 != (uint32_t)(s + 1)) {
     if (kind->src == TP_SRC_SUPPORT) {

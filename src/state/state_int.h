@@ -108,8 +108,8 @@ typedef struct tp_entry_s {
   uint32_t last_eval;   /* boundary index (T / step) of the last evaluation */
   uint16_t tp_len;
   uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
-  uint16_t ring_n, ring_cap;    /* buckets in use and allocated (see below) */
-  uint16_t ring_hint;           /* the bucket written last */
+  uint32_t ring_n, ring_cap;    /* buckets in use and allocated (see below) */
+  uint32_t ring_hint;           /* the bucket written last */
   tp_rule_state_t *rules;       /* [kind->n_rules] */
   tp_agg_t *sums;               /* [kind->n_views]: running sums of each window */
   void *ring;                   /* [ring_cap] buckets, NULL before the first */
