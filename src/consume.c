@@ -964,7 +964,7 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
  * end of its log after the input was behind for at least CAUGHT_UP_MIN_NS
  * (a backlog at start, after a restore, an outage): the moment a backlog is
  * drained, without the per-batch flicker of live traffic. *behind_since is
- * when the input was last seen caught up, 0 while it is. @thread coordinator */
+ * when the input fell behind, 0 while it is caught up. @thread coordinator */
 #define CAUGHT_UP_MIN_NS (1000u * 1000000u)
 
 static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since) {

@@ -71,6 +71,11 @@
  *                        AddOffsetsToTxn and EndTxn
  *   alerts_unavailable   cx.alerts without a leader and its metadata
  *                        answering LEADER_NOT_AVAILABLE for 3, 6 and 12 s
+ *   alerts_unwritable    the same for 45 s (TP_FAULTS_UNWRITABLE_S) with
+ *                        the producer's queue capped at 2 messages: the
+ *                        queue must stay under its cap, at-least-once
+ *                        consumption must stop with records left unread,
+ *                        and transaction aborts must back off (at most 12)
  * Errors are pushed onto the error stacks of the brokers that serve the
  * request (rd_kafka_mock_broker_push_request_error_rtts), so that the test's
  * own clients never take them, and the heal waits until touchpulse has taken
