@@ -75,6 +75,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BENCH_PROG "bench_load"
+#include "bench_cli.h"
 #include "touchpulse/common.h"
 #include "touchpulse/encode.h"
 #include "touchpulse/event.h"
@@ -719,14 +721,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
           reason);
 }
 
-static bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *val) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) == RD_KAFKA_CONF_OK)
-    return true;
-  fprintf(stderr, "bench_load: %s=%s: %s\n", key, val, err);
-  return false;
-}
-
 /* Fails with a clear message when a topic does not exist; warns when its
  * partition count differs from the one the caller announced. */
 static bool check_topic(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int partitions) {
@@ -769,16 +763,6 @@ static void usage(FILE *out) {
         "  --dry-run               generate and encode only, no broker; prints a checksum\n"
         "                          of every key and value on stderr\n",
         out);
-}
-
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-    return false;
-  *out = v;
-  return true;
 }
 
 int main(int argc, char **argv) {
@@ -884,13 +868,7 @@ int main(int argc, char **argv) {
             conf_set(conf, "batch.num.messages", "100000") &&
             conf_set(conf, "queue.buffering.max.messages", "1000000") &&
             conf_set(conf, "compression.codec", compression);
-  for (int i = 0; ok && i < n_extra; i++) {
-    char kv[1024];
-    snprintf(kv, sizeof(kv), "%s", extra[i]);
-    char *eq = strchr(kv, '=');
-    *eq = '\0';
-    ok = conf_set(conf, kv, eq + 1);
-  }
+  ok = ok && conf_set_extra(conf, extra, n_extra);
   if (!ok) {
     rd_kafka_conf_destroy(conf);
     rc = 2;

@@ -39,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BENCH_PROG "bench_raw"
+#include "bench_cli.h"
 #include "touchpulse/common.h"
 
 #define MAX_EXTRA_CONF 64
@@ -95,30 +97,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   }
 }
 
-static bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *val) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, key, val, err, sizeof(err)) == RD_KAFKA_CONF_OK)
-    return true;
-  fprintf(stderr, "bench_raw: %s=%s: %s\n", key, val, err);
-  return false;
-}
-
 static void usage(FILE *out) {
   fputs("usage: bench_raw --bootstrap HOST:PORT --group ID --expect N [options]\n"
         "  --topics a,b,c      topics to subscribe to (default cx.feedback,cx.support,cx.commerce)\n"
         "  --timeout SECONDS   give up when no record arrives for this long (default 120)\n"
         "  -X key=value        any librdkafka consumer property (repeatable)\n",
         out);
-}
-
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-    return false;
-  *out = v;
-  return true;
 }
 
 int main(int argc, char **argv) {
@@ -174,13 +158,7 @@ int main(int argc, char **argv) {
             conf_set(conf, "isolation.level", "read_committed") &&
             conf_set(conf, "queued.min.messages", "1000000") &&
             conf_set(conf, "statistics.interval.ms", "5000");
-  for (int i = 0; ok && i < n_extra; i++) {
-    char kv[1024];
-    snprintf(kv, sizeof(kv), "%s", extra[i]);
-    char *eq = strchr(kv, '=');
-    *eq = '\0';
-    ok = conf_set(conf, kv, eq + 1);
-  }
+  ok = ok && conf_set_extra(conf, extra, n_extra);
   ok = ok && conf_set(conf, "enable.auto.commit", "false") &&
        conf_set(conf, "enable.auto.offset.store", "false") &&
        conf_set(conf, "enable.partition.eof", "true");

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import fastavro  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
+from cluster import free_port  # noqa: E402
 from scenario import load_schema  # noqa: E402
 
 MIN = 60_000
@@ -56,10 +56,7 @@ def main():
     adm.create_topics([NewTopic(t, 1, 1) for t in topics.values()])
     adm.close()
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     with open(os.path.join(ROOT, "examples", "touchpulse.yaml")) as f:
         example = f.read()
     cfg = os.path.join(args.workdir, f"{tag}.yaml")
