@@ -315,7 +315,10 @@ def t_crash(args):
 def t_crash_before_commit(args):
     """Killed after alerts were delivered and before the offsets were committed."""
     with Test(args, "crash-commit") as t:
-        t.produce()
+        # Records arrive at --rate while the instance runs, so alerts reach
+        # many checkpoints: produced all at once, the whole scenario is read
+        # before the first commit and its alerts share one checkpoint.
+        producer = t.produce(rate=args.rate, wait=False)
         # Dies at the 1st, then the 2nd, then the 3rd checkpoint that has
         # alerts, each run getting further; the last run goes to the end. The
         # same transactional id each time: every start fences the dead one.
@@ -329,6 +332,7 @@ def t_crash_before_commit(args):
             kills += a.proc.returncode == -signal.SIGKILL
         del a.env["TP_FAULT_KILL_AT_CHECKPOINT"]
         a.start()
+        t.finish_produce(producer)
         a.wait_ready()
         a.kills = kills
         return t, t.verify() and kills == 3
