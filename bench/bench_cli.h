@@ -37,6 +37,20 @@ static inline bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *
   return false;
 }
 
+/* Keeps one -X key=value (MAX_EXTRA_CONF of them at most). */
+static inline bool add_extra(const char **extra, int *n, int cap, const char *kv) {
+  if (strchr(kv, '=') == NULL || *n >= cap)
+    return false;
+  extra[(*n)++] = kv;
+  return true;
+}
+
+/* The message for an option value that add_extra or parse_u64 refused. */
+static inline void bad_option(int c, const char *name, const char *value) {
+  fprintf(stderr, BENCH_PROG ": invalid value '%s' for %s%s\n", value, c == 'X' ? "-" : "--",
+          c == 'X' ? "X" : name);
+}
+
 /* Sets each "key=value" of extra (checked for the '=' when parsed). */
 static inline bool conf_set_extra(rd_kafka_conf_t *conf, const char *const *extra, int n) {
   for (int i = 0; i < n; i++) {

@@ -813,18 +813,13 @@ int main(int argc, char **argv) {
     case O_COM: topic[TP_SRC_COMMERCE] = optarg; break;
     case O_COMP: compression = optarg; break;
     case O_DRY: dry_run = true; break;
-    case 'X':
-      ok = strchr(optarg, '=') != NULL && n_extra < MAX_EXTRA_CONF;
-      if (ok)
-        extra[n_extra++] = optarg;
-      break;
+    case 'X': ok = add_extra(extra, &n_extra, MAX_EXTRA_CONF, optarg); break;
     case 'h':
     case O_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
     if (!ok) {
-      fprintf(stderr, "bench_load: invalid value '%s' for %s%s\n", optarg, c == 'X' ? "-" : "--",
-              c == 'X' ? "X" : opts[li].name);
+      bad_option(c, opts[li].name, optarg);
       usage(stderr);
       return 2;
     }

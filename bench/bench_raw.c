@@ -127,18 +127,13 @@ int main(int argc, char **argv) {
     case O_EXPECT: ok = parse_u64(optarg, 1, UINT64_MAX, &expect), have_expect = true; break;
     case O_TOPICS: topics = optarg; break;
     case O_TIMEOUT: ok = parse_u64(optarg, 1, 86400, &timeout_s); break;
-    case 'X':
-      ok = strchr(optarg, '=') != NULL && n_extra < MAX_EXTRA_CONF;
-      if (ok)
-        extra[n_extra++] = optarg;
-      break;
+    case 'X': ok = add_extra(extra, &n_extra, MAX_EXTRA_CONF, optarg); break;
     case 'h':
     case O_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
     if (!ok) {
-      fprintf(stderr, "bench_raw: invalid value '%s' for %s%s\n", optarg, c == 'X' ? "-" : "--",
-              c == 'X' ? "X" : opts[li].name);
+      bad_option(c, opts[li].name, optarg);
       return 2;
     }
   }

@@ -188,16 +188,21 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
             pass
         time.sleep(0.02)
     caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed")
-    while last is None and time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {logpath}")
-        with open(logpath) as f:
-            for line in f:
+    with open(logpath) as log_lines:  # read as it grows, each line once
+        partial = ""
+        while last is None and time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {logpath}")
+            for line in log_lines:
+                line, partial = partial + line, ""
+                if not line.endswith("\n"):  # still being written
+                    partial = line
+                    break
                 mt = caught.match(line)
                 if mt and int(mt.group(2)) >= expected:
                     last = datetime.datetime.strptime(mt.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") \
                         .replace(tzinfo=datetime.timezone.utc).timestamp()
-        time.sleep(0.2)
+            time.sleep(0.2)
     if first is None or last is None:
         proc.kill()
         raise RuntimeError("touchpulse did not drain the topics in time")

@@ -299,6 +299,19 @@ static void idle_for(cell_t *x, double s) {
   }
 }
 
+/* The sum of the series whose line starts with prefix on the pipeline's
+ * /metrics, and (lines non-NULL) how many there are. */
+static double metric_sum(cell_t *x, const char *prefix, int *lines) {
+  tp_buf_t mb = TP_BUF_INIT;
+  tp_pipeline_metrics(x->pl, &mb);
+  int n = 0;
+  double v = mb.data ? sum_series(mb.data, prefix, &n) : 0;
+  tp_buf_free(&mb);
+  if (lines)
+    *lines = n;
+  return v;
+}
+
 static void push_errors(cell_t *x, int broker, int16_t api, const rd_kafka_resp_err_t *e,
                         size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -558,22 +571,14 @@ static void alerts_unwritable_inject(cell_t *x) {
             UNWRITABLE_QUEUE);
 }
 
-static double metric_sum(cell_t *x, const char *prefix) {
-  tp_buf_t mb = TP_BUF_INIT;
-  tp_pipeline_metrics(x->pl, &mb);
-  int lines = 0;
-  double v = mb.data ? sum_series(mb.data, prefix, &lines) : 0;
-  tp_buf_free(&mb);
-  return v;
-}
 
 static void alerts_unwritable_heal(cell_t *x) {
   double t0 = now_s(), third = t0 + x->hold_s / 3, end = t0 + x->hold_s;
-  double aborts0 = metric_sum(x, "touchpulse_transaction_aborts_total ");
+  double aborts0 = metric_sum(x, "touchpulse_transaction_aborts_total ", NULL);
   bool sampled = false;
   while (now_s() < end) {
     idle_for(x, 0.25);
-    double q = metric_sum(x, "touchpulse_kafka_producer_queue_messages{");
+    double q = metric_sum(x, "touchpulse_kafka_producer_queue_messages{", NULL);
     if (q > x->queue_max)
       x->queue_max = q;
     if (!sampled && now_s() >= third) {
@@ -582,7 +587,7 @@ static void alerts_unwritable_heal(cell_t *x) {
     }
   }
   x->held_end = consumed(x);
-  x->hold_aborts = metric_sum(x, "touchpulse_transaction_aborts_total ") - aborts0;
+  x->hold_aborts = metric_sum(x, "touchpulse_transaction_aborts_total ", NULL) - aborts0;
   cell_note(x, "; consumed %llu of %zu a third in, %llu at the end; queue max %.0f; aborts %.0f",
             (unsigned long long)x->held_at, x->n_records, (unsigned long long)x->held_end,
             x->queue_max, x->hold_aborts);
@@ -686,11 +691,8 @@ static bool wait_consumed(cell_t *x, size_t k) {
  * count of consumed records cannot tell: a partition assigned again counts
  * again what it re-reads past the committed offset.) */
 static bool all_read(cell_t *x) {
-  tp_buf_t mb = TP_BUF_INIT;
-  tp_pipeline_metrics(x->pl, &mb);
   int lines = 0;
-  double sum = mb.data ? sum_series(mb.data, "touchpulse_partition_watermark_seconds{", &lines) : 0;
-  tp_buf_free(&mb);
+  double sum = metric_sum(x, "touchpulse_partition_watermark_seconds{", &lines);
   double last = (double)(at(&x->c, 25, 0) - 30000) / 1000.0; /* allowed_lateness 30s */
   return lines == 3 * PARTITIONS && fabs(sum - 3 * PARTITIONS * last) < 0.5;
 }

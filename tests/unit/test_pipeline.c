@@ -15,6 +15,47 @@
 /* The scenario's rules, logging warnings. */
 #define RULES_YAML "log: {level: warn}\n%s"
 
+/* A pipeline on cfg_from_yaml(yaml), started. */
+static tp_pipeline_t *start_pipeline(const char *yaml, tp_config_t **cfg) {
+  char err[512];
+  *cfg = cfg_from_yaml(yaml);
+  tp_pipeline_opts_t opts = {.cfg = *cfg};
+  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
+  cr_assert_not_null(pl, "%s", err);
+  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+  return pl;
+}
+
+/* Every input partition's committed offset for group is the end of its log
+ * (and, when records >= 0, that end is records). */
+static void expect_committed_at_log_end(cluster_t *c, const char *group, int64_t records) {
+  char err[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", c->bootstrap, err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
+  rd_kafka_conf_set_log_cb(conf, quiet_log);
+  rd_kafka_t *chk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  cr_assert_not_null(chk, "%s", err);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(3 * PARTITIONS);
+  for (int i = 0; i < 3; i++)
+    for (int p = 0; p < PARTITIONS; p++)
+      rd_kafka_topic_partition_list_add(l, scenario_inputs[i], p);
+  cr_assert_eq(rd_kafka_committed(chk, l, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int i = 0; i < l->cnt; i++) {
+    int64_t lo, hi;
+    cr_assert_eq(rd_kafka_query_watermark_offsets(chk, l->elems[i].topic, l->elems[i].partition,
+                                                  &lo, &hi, 10000),
+                 RD_KAFKA_RESP_ERR_NO_ERROR);
+    cr_expect_eq(l->elems[i].offset, hi, "%s[%d] committed %lld, end %lld", l->elems[i].topic,
+                 (int)l->elems[i].partition, (long long)l->elems[i].offset, (long long)hi);
+    if (records >= 0)
+      cr_expect_eq(hi, records, "%s[%d] ends at %lld", l->elems[i].topic,
+                   (int)l->elems[i].partition, (long long)hi);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy(chk);
+}
+
 /*
  * Runs the scenario once. exactly_once picks the transactional producer or
  * flush-then-commit. The committed offsets are only checked in the latter:
@@ -35,12 +76,9 @@ static void run_scenario(bool exactly_once, rd_kafka_resp_err_t produce_error) {
            "kafka: {bootstrap.servers: '%s', group.id: tp-e2e}\n"
            "processing: {exactly_once: %s, commit_interval: 200ms}\n" RULES_YAML,
            c.bootstrap, exactly_once ? "true" : "false", scenario_rules_yaml);
-  tp_config_t *cfg = cfg_from_yaml(yaml);
+  tp_config_t *cfg = NULL;
+  tp_pipeline_t *pl = start_pipeline(yaml, &cfg);
   char err[512];
-  tp_pipeline_opts_t opts = {.cfg = cfg};
-  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
-  cr_assert_not_null(pl, "%s", err);
-  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
 
   /* Read the alert topic until the expected number arrived, then a little
    * longer: anything more is an error too. */
@@ -182,30 +220,9 @@ static void run_scenario(bool exactly_once, rd_kafka_resp_err_t produce_error) {
   }
 
   /* Every input record was processed, so the committed offsets are the ends. */
-  if (exactly_once)
-    goto done;
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", c.bootstrap, err, sizeof(err));
-  rd_kafka_conf_set(conf, "group.id", "tp-e2e", err, sizeof(err));
-  rd_kafka_conf_set_log_cb(conf, quiet_log);
-  rd_kafka_t *chk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(6);
-  for (int i = 0; i < 3; i++)
-    for (int p = 0; p < PARTITIONS; p++)
-      rd_kafka_topic_partition_list_add(l, scenario_inputs[i], p);
-  cr_assert_eq(rd_kafka_committed(chk, l, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  for (int i = 0; i < l->cnt; i++) {
-    int64_t lo, hi;
-    cr_assert_eq(rd_kafka_query_watermark_offsets(chk, l->elems[i].topic, l->elems[i].partition,
-                                                  &lo, &hi, 10000),
-                 RD_KAFKA_RESP_ERR_NO_ERROR);
-    cr_expect_eq(l->elems[i].offset, hi, "%s[%d] committed %lld, end %lld", l->elems[i].topic,
-                 (int)l->elems[i].partition, (long long)l->elems[i].offset, (long long)hi);
-  }
-  rd_kafka_topic_partition_list_destroy(l);
-  rd_kafka_destroy(chk);
+  if (!exactly_once)
+    expect_committed_at_log_end(&c, "tp-e2e", -1);
 
-done:
   tp_alert_codec_destroy(codec);
   tp_pipeline_destroy(pl);
   tp_config_destroy(cfg);
@@ -253,11 +270,8 @@ static size_t run_idle(const char *idle_timeout, bool *resolved) {
            "processing: {commit_interval: 200ms}\n"
            "rules: [{name: any, metric: responses, window: 1m, op: '>=', threshold: 1}]\n",
            c.bootstrap, idle_timeout);
-  tp_config_t *cfg = cfg_from_yaml(yaml);
-  tp_pipeline_opts_t opts = {.cfg = cfg};
-  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
-  cr_assert_not_null(pl, "%s", err);
-  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+  tp_config_t *cfg = NULL;
+  tp_pipeline_t *pl = start_pipeline(yaml, &cfg);
 
   tp_alert_codec_t *codec = tp_alert_codec_new(err, sizeof(err));
   rd_kafka_t *rd = reader(&c, "cx.alerts");
@@ -313,17 +327,12 @@ Test(pipeline, without_idle_timeout_a_quiet_partition_keeps_its_watermark, .time
  * member's partitions on only when its session expires (a real broker does
  * it on LeaveGroup, see tests/integration). */
 static tp_pipeline_t *start_instance(cluster_t *c, tp_config_t **cfg) {
-  char yaml[2048], err[512];
+  char yaml[2048];
   snprintf(yaml, sizeof(yaml),
            "kafka: {bootstrap.servers: '%s', group.id: tp-restore, session.timeout.ms: '6000', heartbeat.interval.ms: '500'}\n"
            "processing: {exactly_once: false, commit_interval: 100ms}\n" RULES_YAML,
            c->bootstrap, scenario_rules_yaml);
-  *cfg = cfg_from_yaml(yaml);
-  tp_pipeline_opts_t opts = {.cfg = *cfg};
-  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
-  cr_assert_not_null(pl, "%s", err);
-  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
-  return pl;
+  return start_pipeline(yaml, cfg);
 }
 
 /* Read alerts until n arrived (or the timeout), appending to got. */
@@ -465,16 +474,13 @@ Test(pipeline, one_malformed_record_in_a_thousand_never_stalls_a_partition, .tim
   const size_t total = 3 * PARTITIONS * MALFORMED_PER_PARTITION;
   cr_assert_eq(bad, 3 * PARTITIONS * 2);
 
-  char yaml[2048], err[512];
+  char yaml[2048];
   snprintf(yaml, sizeof(yaml),
            "kafka: {bootstrap.servers: '%s', group.id: tp-malformed}\n"
            "processing: {exactly_once: false, commit_interval: 100ms}\n" RULES_YAML,
            c.bootstrap, scenario_rules_yaml);
-  tp_config_t *cfg = cfg_from_yaml(yaml);
-  tp_pipeline_opts_t opts = {.cfg = cfg};
-  tp_pipeline_t *pl = tp_pipeline_new(&opts, err, sizeof(err));
-  cr_assert_not_null(pl, "%s", err);
-  cr_assert_eq(tp_pipeline_start(pl, err, sizeof(err)), TP_OK, "%s", err);
+  tp_config_t *cfg = NULL;
+  tp_pipeline_t *pl = start_pipeline(yaml, &cfg);
 
   /* Until every partition's lag is 0 and everything is delivered. */
   tp_pipeline_totals_t t;
@@ -503,22 +509,7 @@ Test(pipeline, one_malformed_record_in_a_thousand_never_stalls_a_partition, .tim
   cr_assert_eq(tp_pipeline_stop(pl), TP_OK);
 
   /* The committed offsets are the logs' ends. */
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", c.bootstrap, err, sizeof(err));
-  rd_kafka_conf_set(conf, "group.id", "tp-malformed", err, sizeof(err));
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-  cr_assert_not_null(rk, "%s", err);
-  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3 * PARTITIONS);
-  for (int src = 0; src < 3; src++)
-    for (int p = 0; p < PARTITIONS; p++)
-      rd_kafka_topic_partition_list_add(parts, scenario_inputs[src], p);
-  cr_assert_eq(rd_kafka_committed(rk, parts, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  for (int i = 0; i < parts->cnt; i++)
-    cr_expect_eq(parts->elems[i].offset, MALFORMED_PER_PARTITION, "%s [%d] committed %lld",
-                 parts->elems[i].topic, (int)parts->elems[i].partition,
-                 (long long)parts->elems[i].offset);
-  rd_kafka_topic_partition_list_destroy(parts);
-  rd_kafka_destroy(rk);
+  expect_committed_at_log_end(&c, "tp-malformed", MALFORMED_PER_PARTITION);
   tp_pipeline_destroy(pl);
   tp_config_destroy(cfg);
   cluster_destroy(&c);
