@@ -961,13 +961,15 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 #define ALERT_COMMIT_DUTY 3u
 
 /* Logs "caught up" when every assigned partition has been processed to the
- * end of its log after the input was behind for at least CAUGHT_UP_MIN_NS
- * (a backlog at start, after a restore, an outage): the moment a backlog is
- * drained, without the per-batch flicker of live traffic. *behind_since is
- * when the input fell behind, 0 while it is caught up. @thread coordinator */
+ * end of its log: the first time after start, however short the backlog
+ * was, and later after the input was behind for at least CAUGHT_UP_MIN_NS
+ * (after a restore, an outage): the moment a backlog is drained, without
+ * the per-batch flicker of live traffic. *behind_since is when the input
+ * fell behind, 0 while it is caught up; *once, whether it was logged yet.
+ * @thread coordinator */
 #define CAUGHT_UP_MIN_NS (1000u * 1000000u)
 
-static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since) {
+static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since, bool *once) {
   bool eof = pl->n_ctx > 0;
   for (size_t i = 0; eof && i < pl->n_ctx; i++)
     eof = atomic_load_explicit(&pl->ctxs[i]->at_eof, memory_order_relaxed) &&
@@ -978,7 +980,8 @@ static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since) {
       *behind_since = now;
     return;
   }
-  if (*behind_since != 0 && now - *behind_since >= CAUGHT_UP_MIN_NS) {
+  if (*behind_since != 0 && (!*once || now - *behind_since >= CAUGHT_UP_MIN_NS)) {
+    *once = true;
     tp_pipeline_totals_t t;
     tp_pipeline_totals(pl, &t);
     tp_log_info("caught up: %zu partition(s) at the end of their logs after %.1f s behind; "
@@ -1000,6 +1003,7 @@ static void *coordinator_main(void *arg) {
   uint64_t last = tp_mono_ns();
   uint64_t last_cost = 0; /* how long the last checkpoint held the workers */
   uint64_t behind_since = 0;
+  bool caught_up_once = false;
   unsigned abort_streak = 0;
   if (tp_publisher_transactional(pl->pub)) {
     /* Before the first poll, so before any partition is assigned: fences an
@@ -1026,7 +1030,7 @@ static void *coordinator_main(void *arg) {
     tp_publisher_poll(pl->pub, 0);
     if (tp_publisher_failed(pl->pub))
       set_failed(pl, tp_publisher_failure(pl->pub));
-    note_caught_up(pl, &behind_since);
+    note_caught_up(pl, &behind_since, &caught_up_once);
     if (pl->hold_until_ns != 0) {
       if (tp_mono_ns() >= pl->hold_until_ns) {
         pl->hold_until_ns = 0;
@@ -1046,8 +1050,8 @@ static void *coordinator_main(void *arg) {
          * before doing the work again, so a long outage costs a handful
          * of aborts, not one every few milliseconds. */
         abort_streak++;
-        uint64_t ms = abort_streak >= 7 ? ABORT_BACKOFF_MAX_MS
-                                        : ABORT_BACKOFF_MS << (abort_streak - 1);
+        unsigned doublings = abort_streak - 1 < 6 ? abort_streak - 1 : 6;
+        uint64_t ms = (uint64_t)ABORT_BACKOFF_MS << doublings;
         if (ms > ABORT_BACKOFF_MAX_MS)
           ms = ABORT_BACKOFF_MAX_MS;
         if (abort_streak > 1)
