@@ -47,18 +47,15 @@ static inline size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
-  size_t off_rules, off_sums, off_phase, off_value, off_samples, total;
+  size_t off_rules, off_sums, off_phase, total;
 } layout_t;
 
 static layout_t entry_layout(const tp_kind_t *kind, size_t key_len) {
   layout_t l;
-  size_t nv = kind->n_views * kind->n_metrics;
   l.off_rules = align8(sizeof(tp_entry_t) + key_len);
   l.off_sums = align8(l.off_rules + kind->n_rules * sizeof(tp_rule_state_t));
-  l.off_phase = l.off_sums + kind->n_views * sizeof(tp_agg_t);
-  l.off_value = align8(l.off_phase + kind->n_rules);
-  l.off_samples = l.off_value + nv * sizeof(uint64_t);
-  l.total = l.off_samples + nv * sizeof(int64_t);
+  l.off_phase = l.off_sums + kind->n_views * kind->pub_words * sizeof(uint64_t);
+  l.total = l.off_phase + kind->n_rules;
   return l;
 }
 
@@ -88,13 +85,12 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
   e->sc_stage = TP_STAGE_UNKNOWN;
   e->sc_channel = TP_CHANNEL_OTHER;
   e->rules = (tp_rule_state_t *)(block + l.off_rules);
-  e->sums = (tp_agg_t *)(block + l.off_sums);
+  e->sums = (_Atomic uint64_t *)(block + l.off_sums);
   e->pub_phase = (_Atomic uint8_t *)(block + l.off_phase);
-  e->pub_value = (_Atomic uint64_t *)(block + l.off_value);
-  e->pub_samples = (_Atomic int64_t *)(block + l.off_samples);
-  uint64_t nan = dbl_bits(NAN);
-  for (size_t i = 0; i < kind->n_views * kind->n_metrics; i++)
-    atomic_init(&e->pub_value[i], nan);
+  /* Sums start at zero (calloc); quantiles undefined. */
+  for (size_t v = 0; v < kind->n_views; v++)
+    for (size_t i = kind->agg_words; i < kind->pub_words; i++)
+      atomic_init(&e->sums[v * kind->pub_words + i], dbl_bits(NAN));
   for (size_t r = 0; r < kind->n_rules; r++)
     e->rules[r].matches = tp_rule_matches(kind->rules[r], e->touchpoint, e->tp_len);
   atomic_init(&e->pub_stage, e->sc_stage);
@@ -364,20 +360,14 @@ static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
  * store, so none of them becomes visible before the odd sequence, and the
  * final release store of the even sequence follows them all. No standalone
  * fences: on x86 these are plain stores, and ThreadSanitizer understands them.
+ * w holds the new sums and quantiles of every view (pub_words each).
  */
-static void publish(tp_entry_t *e, const tp_kind_t *kind, int64_t T,
-                    const tp_metric_value_t vals[][TP_MAX_SOURCE_METRICS]) {
+static void publish(tp_entry_t *e, const tp_kind_t *kind, int64_t T, const uint64_t *w) {
   const memory_order rel = memory_order_release;
   uint32_t seq = atomic_load_explicit(&e->view_seq, memory_order_relaxed);
   atomic_store_explicit(&e->view_seq, seq + 1, memory_order_relaxed);
-  for (size_t v = 0; v < kind->n_views; v++) {
-    for (size_t m = 0; m < kind->n_metrics; m++) {
-      const tp_metric_value_t *mv = &vals[v][m];
-      size_t i = v * kind->n_metrics + m;
-      atomic_store_explicit(&e->pub_value[i], dbl_bits(mv->defined ? mv->value : NAN), rel);
-      atomic_store_explicit(&e->pub_samples[i], mv->samples, rel);
-    }
-  }
+  for (size_t i = 0; i < kind->n_views * kind->pub_words; i++)
+    atomic_store_explicit(&e->sums[i], w[i], rel);
   for (size_t r = 0; r < kind->n_rules; r++)
     atomic_store_explicit(&e->pub_phase[r], e->rules[r].phase, rel);
   atomic_store_explicit(&e->pub_stage, e->sc_stage, rel);
@@ -422,52 +412,71 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   e->last_eval = (uint32_t)bi;
 
   /* Bucket bi - 1 enters every window now; bucket bi - 1 - L/step leaves
-   * the window of length L. Labels come from the newest event before T. */
+   * the window of length L. Labels come from the newest event before T.
+   * Only this thread writes the sums, so it reads its own stores relaxed. */
   const tp_bhdr_t *in = tp__bucket_at(kind, e, bi - 1);
   if (in != NULL && in->has_sc) {
     e->sc_stage = in->stage;
     e->sc_channel = in->channel;
   }
+  uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
+  tp_agg_t sums[TP_MAX_VIEWS];
   for (size_t v = 0; v < kind->n_views; v++) {
-    if (in != NULL)
-      tp__agg_apply(kind->src, &e->sums[v], in, +1);
+    uint64_t *vw = w + v * kind->pub_words;
+    for (size_t i = 0; i < kind->pub_words; i++)
+      vw[i] = atomic_load_explicit(&e->sums[v * kind->pub_words + i], memory_order_relaxed);
+    tp__agg_unpack(kind->src, vw, &sums[v]);
     uint64_t len = (uint64_t)(kind->view_ms[v] / step);
     const tp_bhdr_t *out = bi > len ? tp__bucket_at(kind, e, bi - 1 - len) : NULL;
+    if (in != NULL)
+      tp__agg_apply(kind->src, &sums[v], in, +1);
     if (out != NULL)
-      tp__agg_apply(kind->src, &e->sums[v], out, -1);
-  }
-
-  tp_metric_value_t vals[TP_MAX_VIEWS][TP_MAX_SOURCE_METRICS];
-  tp_metric_value_t all[TP_METRIC_COUNT];
-  for (size_t v = 0; v < kind->n_views; v++) {
-    const tp_agg_t *sum = &e->sums[v];
-    bool hists = p->merge_fr != NULL && (sum->fr_n > 0 || sum->res_n > 0);
-    if (hists)
-      tp__entry_merge_hists(kind, step, e, T, kind->view_ms[v], p->merge_fr, p->merge_res);
-    tp__metrics_compute(kind->src, sum, hists ? p->merge_fr : NULL, hists ? p->merge_res : NULL,
-                        all);
-    if (hists) {
-      tp_hist_merge_clear(p->merge_fr);
-      tp_hist_merge_clear(p->merge_res);
+      tp__agg_apply(kind->src, &sums[v], out, -1);
+    tp__agg_pack(kind->src, &sums[v], vw);
+    /* Support quantiles: merge the window's histograms again only when a
+     * bucket with durations entered or left it; otherwise the published
+     * ones still hold. */
+    if (p->merge_fr != NULL) {
+      const tp_sup_bucket_t *bi_in = (const tp_sup_bucket_t *)in;
+      const tp_sup_bucket_t *bi_out = (const tp_sup_bucket_t *)out;
+      bool moved = (bi_in != NULL && (bi_in->fr_n > 0 || bi_in->res_n > 0)) ||
+                   (bi_out != NULL && (bi_out->fr_n > 0 || bi_out->res_n > 0));
+      if (moved) {
+        const tp_agg_t *sum = &sums[v];
+        double q[TP_QUANTILES];
+        if (sum->fr_n > 0 || sum->res_n > 0)
+          tp__entry_merge_hists(kind, step, e, T, kind->view_ms[v], p->merge_fr, p->merge_res);
+        tp__quantiles(p->merge_fr, sum->fr_n, p->merge_res, sum->res_n, q);
+        tp_hist_merge_clear(p->merge_fr);
+        tp_hist_merge_clear(p->merge_res);
+        for (size_t k = 0; k < TP_QUANTILES; k++)
+          vw[kind->agg_words + k] = dbl_bits(q[k]);
+      }
     }
-    for (size_t m = 0; m < kind->n_metrics; m++)
-      vals[v][m] = all[kind->metrics[m]];
   }
 
+  /* Only the metrics the rules read are computed here. */
   bool pending = false;
   for (size_t r = 0; r < kind->n_rules; r++) {
     if (!e->rules[r].matches)
       continue;
     const tp_rule_t *rule = kind->rules[r];
-    const tp_metric_value_t *mv = &vals[kind->rule_view[r]][kind->rule_slot[r]];
-    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], mv, NULL);
+    size_t v = kind->rule_view[r];
+    double q[TP_QUANTILES];
+    const double *qp = NULL;
+    if (kind->pub_words > kind->agg_words) {
+      memcpy(q, w + v * kind->pub_words + kind->agg_words, sizeof(q));
+      qp = q;
+    }
+    tp_metric_value_t mv = tp__metric_value(rule->metric, &sums[v], qp);
+    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], &mv, NULL);
     if (st == TP_RULE_FIRE)
-      emit(p, e, rule, TP_ALERT_FIRING, mv, T);
+      emit(p, e, rule, TP_ALERT_FIRING, &mv, T);
     else if (st == TP_RULE_RESOLVE)
-      emit(p, e, rule, TP_ALERT_RESOLVED, mv, T);
+      emit(p, e, rule, TP_ALERT_RESOLVED, &mv, T);
     pending = pending || e->rules[r].phase == TP_RULE_PENDING;
   }
-  publish(e, kind, T, vals);
+  publish(e, kind, T, w);
   /* A PENDING count grows with every boundary, even on unchanged values. */
   if (pending)
     schedule(p, e, bi + 1);

@@ -104,6 +104,8 @@ static tp_err_t kind_init(tp_kind_t *kind, tp_source_t src, const tp_config_t *c
   kind->ring_len = (size_t)(kind->max_window_ms / step) + late_steps + 1;
   kind->wheel_len = (size_t)(kind->max_window_ms / step) + late_steps + 3;
   kind->bucket_size = bucket_size_of(src);
+  kind->agg_words = tp__agg_words(src);
+  kind->pub_words = kind->agg_words + (src == TP_SRC_SUPPORT ? TP_QUANTILES : 0);
 
   kind->table = tp_table_new((size_t)cfg->max_touchpoints, errstr, errstr_size);
   return kind->table ? TP_OK : TP_ENOMEM;
@@ -257,6 +259,72 @@ void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t
   }
 }
 
+size_t tp__agg_words(tp_source_t src) {
+  switch (src) {
+  case TP_SRC_FEEDBACK: return 13;
+  case TP_SRC_SUPPORT: return 8;
+  case TP_SRC_COMMERCE: return 2;
+  }
+  return 0;
+}
+
+/* The fields of each source in word order; pack and unpack share it. */
+static size_t agg_fields(tp_source_t src, tp_agg_t *a, uint64_t **f) {
+  size_t n = 0;
+  switch (src) {
+  case TP_SRC_FEEDBACK:
+    f[n++] = &a->responses;
+    for (int i = 0; i < 5; i++)
+      f[n++] = &a->csat[i];
+    for (int i = 0; i < 3; i++)
+      f[n++] = &a->nps[i];
+    f[n++] = &a->ces_n;
+    f[n++] = &a->ces_sum;
+    f[n++] = &a->cli_n;
+    f[n++] = &a->cli_sum3;
+    break;
+  case TP_SRC_SUPPORT:
+    f[n++] = &a->opened;
+    f[n++] = &a->complaints;
+    f[n++] = &a->breaches;
+    f[n++] = &a->fr_n;
+    f[n++] = &a->fr_sum;
+    f[n++] = &a->res_n;
+    f[n++] = &a->res_sum;
+    f[n++] = &a->fcr_n;
+    break;
+  case TP_SRC_COMMERCE:
+    f[n++] = &a->orders;
+    f[n++] = &a->returns;
+    break;
+  }
+  return n;
+}
+
+void tp__agg_pack(tp_source_t src, const tp_agg_t *agg, uint64_t *w) {
+  uint64_t *f[TP_AGG_WORDS_MAX];
+  size_t n = agg_fields(src, (tp_agg_t *)agg, f);
+  for (size_t i = 0; i < n; i++)
+    w[i] = *f[i];
+}
+
+void tp__agg_unpack(tp_source_t src, const uint64_t *w, tp_agg_t *agg) {
+  uint64_t *f[TP_AGG_WORDS_MAX];
+  memset(agg, 0, sizeof(*agg));
+  size_t n = agg_fields(src, agg, f);
+  for (size_t i = 0; i < n; i++)
+    *f[i] = w[i];
+}
+
+void tp__quantiles(tp_hist_merge_t *fr, uint64_t fr_n, tp_hist_merge_t *res, uint64_t res_n,
+                   double q[TP_QUANTILES]) {
+  q[0] = fr_n ? tp_hist_merge_quantile(fr, 0.50) : NAN;
+  q[1] = fr_n ? tp_hist_merge_quantile(fr, 0.90) : NAN;
+  q[2] = fr_n ? tp_hist_merge_quantile(fr, 0.99) : NAN;
+  q[3] = res_n ? tp_hist_merge_quantile(res, 0.50) : NAN;
+  q[4] = res_n ? tp_hist_merge_quantile(res, 0.90) : NAN;
+}
+
 static tp_metric_value_t count(uint64_t n, uint64_t samples) {
   return (tp_metric_value_t){(double)n, (int64_t)samples, true};
 }
@@ -267,48 +335,89 @@ static tp_metric_value_t ratio(double num, uint64_t den, double scale) {
   return (tp_metric_value_t){scale * num / (double)den, (int64_t)den, true};
 }
 
-static tp_metric_value_t quantile(tp_hist_merge_t *m, uint64_t n, double q) {
-  if (m == NULL || n == 0)
+static tp_metric_value_t quantile(const double *q, int i, uint64_t n) {
+  if (q == NULL || n == 0)
     return (tp_metric_value_t){NAN, 0, false};
-  return (tp_metric_value_t){tp_hist_merge_quantile(m, q), (int64_t)n, true};
+  return (tp_metric_value_t){q[i], (int64_t)n, true};
 }
 
-void tp__metrics_compute(tp_source_t src, const tp_agg_t *a, tp_hist_merge_t *fr,
-                         tp_hist_merge_t *res, tp_metric_value_t *out) {
-  switch (src) {
-  case TP_SRC_FEEDBACK: {
-    uint64_t n = a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4];
+tp_metric_value_t tp__metric_value(tp_metric_t m, const tp_agg_t *a, const double *q) {
+  switch (m) {
+  case TP_METRIC_RESPONSES: return count(a->responses, a->responses);
+  case TP_METRIC_CSAT_MEAN: {
     double sum = 0;
     for (int i = 0; i < 5; i++)
       sum += (double)(i + 1) * (double)a->csat[i];
-    uint64_t nps_n = a->nps[0] + a->nps[1] + a->nps[2];
-    out[TP_METRIC_RESPONSES] = count(a->responses, a->responses);
-    out[TP_METRIC_CSAT_MEAN] = ratio(sum, n, 1);
-    out[TP_METRIC_CSAT_PCT] = ratio((double)(a->csat[3] + a->csat[4]), n, 100);
-    out[TP_METRIC_DSAT_PCT] = ratio((double)(a->csat[0] + a->csat[1]), n, 100);
-    out[TP_METRIC_NPS] = ratio((double)a->nps[0] - (double)a->nps[2], nps_n, 100);
-    out[TP_METRIC_CES_MEAN] = ratio((double)a->ces_sum, a->ces_n, 1);
-    out[TP_METRIC_CLI_MEAN] = ratio((double)a->cli_sum3 / 3.0, a->cli_n, 1);
-    break;
+    return ratio(sum, a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 1);
   }
-  case TP_SRC_SUPPORT:
-    out[TP_METRIC_FIRST_RESPONSE_MS_P50] = quantile(fr, a->fr_n, 0.50);
-    out[TP_METRIC_FIRST_RESPONSE_MS_P90] = quantile(fr, a->fr_n, 0.90);
-    out[TP_METRIC_FIRST_RESPONSE_MS_P99] = quantile(fr, a->fr_n, 0.99);
-    out[TP_METRIC_FIRST_RESPONSE_MS_MEAN] = ratio((double)a->fr_sum, a->fr_n, 1);
-    out[TP_METRIC_RESOLUTION_MS_P50] = quantile(res, a->res_n, 0.50);
-    out[TP_METRIC_RESOLUTION_MS_P90] = quantile(res, a->res_n, 0.90);
-    out[TP_METRIC_RESOLUTION_MS_MEAN] = ratio((double)a->res_sum, a->res_n, 1);
-    out[TP_METRIC_FCR_PCT] = ratio((double)a->fcr_n, a->res_n, 100);
-    out[TP_METRIC_TICKETS_OPENED] = count(a->opened, a->opened);
-    out[TP_METRIC_COMPLAINTS] = count(a->complaints, a->opened);
-    out[TP_METRIC_FIRST_RESPONSE_SLA_BREACHES] = count(a->breaches, a->breaches);
-    break;
-  case TP_SRC_COMMERCE:
-    out[TP_METRIC_ORDERS] = count(a->orders, a->orders);
-    out[TP_METRIC_RETURNS] = count(a->returns, a->returns);
-    out[TP_METRIC_RETURN_PCT] = ratio((double)a->returns, a->orders, 100);
-    break;
+  case TP_METRIC_CSAT_PCT:
+    return ratio((double)(a->csat[3] + a->csat[4]),
+                 a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 100);
+  case TP_METRIC_DSAT_PCT:
+    return ratio((double)(a->csat[0] + a->csat[1]),
+                 a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 100);
+  case TP_METRIC_NPS:
+    return ratio((double)a->nps[0] - (double)a->nps[2], a->nps[0] + a->nps[1] + a->nps[2], 100);
+  case TP_METRIC_CES_MEAN: return ratio((double)a->ces_sum, a->ces_n, 1);
+  case TP_METRIC_CLI_MEAN: return ratio((double)a->cli_sum3 / 3.0, a->cli_n, 1);
+  case TP_METRIC_FIRST_RESPONSE_MS_P50: return quantile(q, 0, a->fr_n);
+  case TP_METRIC_FIRST_RESPONSE_MS_P90: return quantile(q, 1, a->fr_n);
+  case TP_METRIC_FIRST_RESPONSE_MS_P99: return quantile(q, 2, a->fr_n);
+  case TP_METRIC_FIRST_RESPONSE_MS_MEAN: return ratio((double)a->fr_sum, a->fr_n, 1);
+  case TP_METRIC_RESOLUTION_MS_P50: return quantile(q, 3, a->res_n);
+  case TP_METRIC_RESOLUTION_MS_P90: return quantile(q, 4, a->res_n);
+  case TP_METRIC_RESOLUTION_MS_MEAN: return ratio((double)a->res_sum, a->res_n, 1);
+  case TP_METRIC_FCR_PCT: return ratio((double)a->fcr_n, a->res_n, 100);
+  case TP_METRIC_TICKETS_OPENED: return count(a->opened, a->opened);
+  case TP_METRIC_COMPLAINTS: return count(a->complaints, a->opened);
+  case TP_METRIC_FIRST_RESPONSE_SLA_BREACHES: return count(a->breaches, a->breaches);
+  case TP_METRIC_ORDERS: return count(a->orders, a->orders);
+  case TP_METRIC_RETURNS: return count(a->returns, a->returns);
+  case TP_METRIC_RETURN_PCT: return ratio((double)a->returns, a->orders, 100);
+  case TP_METRIC_COUNT: break;
+  }
+  return (tp_metric_value_t){NAN, 0, false};
+}
+
+/*
+ * Sequence-lock read (see publish() in part.c): every data load is an
+ * acquire load, so the final load of the sequence cannot move before them.
+ * The metrics are computed after the copy, outside the retry loop.
+ */
+void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s) {
+  const memory_order acq = memory_order_acquire;
+  size_t nw = kind->n_views * kind->pub_words;
+  size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
+  uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
+  for (;;) {
+    uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
+    if (seq & 1)
+      continue; /* the writer is publishing: a few stores, retry */
+    s->view_end = atomic_load_explicit(&e->view_end, acq);
+    s->stage = atomic_load_explicit(&e->pub_stage, acq);
+    s->channel = atomic_load_explicit(&e->pub_channel, acq);
+    /* cppcheck-suppress knownConditionTrueFalse ; 2.10 misreads nr = min(n, sizeof) as < 1 */
+    for (size_t r = 0; r < nr; r++)
+      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
+    for (size_t i = 0; i < nw; i++)
+      w[i] = atomic_load_explicit(&e->sums[i], acq);
+    if (atomic_load_explicit(&e->view_seq, memory_order_relaxed) == seq)
+      break;
+  }
+  for (size_t v = 0; v < kind->n_views; v++) {
+    const uint64_t *vw = w + v * kind->pub_words;
+    tp_agg_t agg;
+    tp__agg_unpack(kind->src, vw, &agg);
+    double q[TP_QUANTILES];
+    bool has_q = kind->pub_words - kind->agg_words == TP_QUANTILES;
+    if (has_q)
+      memcpy(q, vw + kind->agg_words, sizeof(q));
+    for (size_t m = 0; m < kind->n_metrics; m++) {
+      tp_metric_value_t mv = tp__metric_value(kind->metrics[m], &agg, has_q ? q : NULL);
+      size_t i = v * kind->n_metrics + m;
+      s->value[i] = mv.defined ? mv.value : NAN;
+      s->samples[i] = mv.samples;
+    }
   }
 }
 

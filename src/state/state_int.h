@@ -61,6 +61,18 @@ typedef struct {
   uint64_t orders, returns;
 } tp_agg_t;
 
+/* The fields of tp_agg_t one source uses, packed as words (tp__agg_pack). */
+#define TP_AGG_WORDS_MAX 13
+
+/*
+ * The quantiles of a support window, in this order: first response p50,
+ * p90, p99, resolution p50, p90. They come from the histograms of the
+ * window's buckets, which only the partition's thread may read, so the
+ * writer publishes them next to the sums; every other metric is computed
+ * from the sums by whoever reads them.
+ */
+#define TP_QUANTILES 5
+
 /* ---- per-source layout -------------------------------------------------- */
 
 #define TP_MAX_SOURCE_METRICS 11
@@ -78,6 +90,8 @@ typedef struct {
   tp_metric_t metrics[TP_MAX_SOURCE_METRICS]; /* this source's metrics */
   size_t n_metrics;
   size_t bucket_size;
+  size_t agg_words;         /* words of a window's sums (tp__agg_pack) */
+  size_t pub_words;         /* published per view: the sums, then quantiles */
   size_t ring_len;
   size_t wheel_len;
 } tp_kind_t;
@@ -89,7 +103,7 @@ typedef struct {
  * block: the struct, then the key, rule states, window sums, published
  * phases, published values and the bucket ring.
  *
- * sums[v] always equals the sum of the buckets inside view v's window as of
+ * sums of view v always equal the sum of the buckets inside its window as of
  * the last boundary the entry was evaluated at: a bucket is added when it
  * enters the windows and subtracted when it leaves one, both at boundaries
  * the entry is scheduled for (part.c), and a bucket is frozen once it has
@@ -97,10 +111,14 @@ typedef struct {
  *
  * Written only by the thread that owns the partition. Other threads read
  * only node (immutable after insert) and the published fields: view_seq,
- * view_end, pub_phase[], pub_value[], pub_samples[], pub_stage/channel.
- * The writer publishes under a sequence lock: view_seq odd while it writes,
- * release store of the even value after; readers load view_seq (acquire),
- * read the fields (relaxed), fence (acquire) and retry when view_seq moved.
+ * view_end, pub_phase[], sums[], pub_stage/channel. The writer publishes
+ * under a sequence lock: view_seq odd while it writes, release store of the
+ * even value after; readers load view_seq (acquire), read the fields
+ * (acquire) and retry when view_seq moved (tp__snapshot).
+ *
+ * The sums are what is published, not metric values: an evaluation
+ * computes only the metrics its rules read, and a reader (the HTTP view,
+ * /metrics) computes the others from the sums it copied.
  */
 typedef struct tp_entry_s {
   tp_table_node_t node;
@@ -111,7 +129,10 @@ typedef struct tp_entry_s {
   uint32_t ring_n, ring_cap;    /* buckets in use and allocated (see below) */
   uint32_t ring_hint;           /* the bucket written last */
   tp_rule_state_t *rules;       /* [kind->n_rules] */
-  tp_agg_t *sums;               /* [kind->n_views]: running sums of each window */
+  /* [kind->n_views * kind->pub_words]: per window, its running sums
+   * (tp__agg_pack) and for support its quantiles (double bits, NaN when
+   * undefined) */
+  _Atomic uint64_t *sums;
   void *ring;                   /* [ring_cap] buckets, NULL before the first */
   const char *touchpoint;       /* points into key, not NUL-terminated */
 
@@ -119,8 +140,6 @@ typedef struct tp_entry_s {
   _Atomic int64_t view_end;        /* 0 before the first evaluation */
   _Atomic uint8_t pub_stage, pub_channel;
   _Atomic uint8_t *pub_phase;      /* [n_rules] */
-  _Atomic uint64_t *pub_value;     /* [n_views * n_metrics], double bits, NaN = undefined */
-  _Atomic int64_t *pub_samples;    /* [n_views * n_metrics] */
   char key[];                      /* source, partition (4 bytes BE), touchpoint */
 } tp_entry_t;
 
@@ -272,31 +291,9 @@ typedef struct {
   int64_t samples[TP_MAX_VIEWS * TP_MAX_SOURCE_METRICS];
 } tp_snapshot_t;
 
-/* Sequence-lock read (see publish() in part.c): every data load is an
- * acquire load, so the final load of the sequence cannot move before them. */
-static inline void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s) {
-  const memory_order acq = memory_order_acquire;
-  size_t nv = kind->n_views * kind->n_metrics;
-  size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
-  for (;;) {
-    uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
-    if (seq & 1)
-      continue; /* the writer is publishing: a few stores, retry */
-    s->view_end = atomic_load_explicit(&e->view_end, acq);
-    s->stage = atomic_load_explicit(&e->pub_stage, acq);
-    s->channel = atomic_load_explicit(&e->pub_channel, acq);
-    /* cppcheck-suppress knownConditionTrueFalse ; 2.10 misreads nr = min(n, sizeof) as < 1 */
-    for (size_t r = 0; r < nr; r++)
-      s->phase[r] = atomic_load_explicit(&e->pub_phase[r], acq);
-    for (size_t i = 0; i < nv; i++) {
-      uint64_t bits = atomic_load_explicit(&e->pub_value[i], acq);
-      memcpy(&s->value[i], &bits, sizeof(double));
-      s->samples[i] = atomic_load_explicit(&e->pub_samples[i], acq);
-    }
-    if (atomic_load_explicit(&e->view_seq, memory_order_relaxed) == seq)
-      return;
-  }
-}
+/** A consistent copy of what e published, with every metric of every view
+ * computed from it (sequence-lock read; see publish() in part.c). */
+void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s);
 
 struct tp_state_s {
   const tp_config_t *cfg;
@@ -315,13 +312,21 @@ size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
 
 /** Add (sign > 0) or subtract the counts of bucket h to window sums. */
 void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *h, int sign);
+/** @returns how many words tp__agg_pack() writes for src. */
+size_t tp__agg_words(tp_source_t src);
+/** The fields of agg that src uses, as tp__agg_words(src) words, and back
+ * (unpack zeroes the other fields). */
+void tp__agg_pack(tp_source_t src, const tp_agg_t *agg, uint64_t *w);
+void tp__agg_unpack(tp_source_t src, const uint64_t *w, tp_agg_t *agg);
 /** Merge the histograms of e's support buckets in [end - len, end). */
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
                            int64_t end, int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res);
-/** Metric values of a window from its sums (merges hold the window's histograms). */
-void tp__metrics_compute(tp_source_t src, const tp_agg_t *agg,
-                         tp_hist_merge_t *fr, tp_hist_merge_t *res,
-                         tp_metric_value_t *out /* [TP_METRIC_COUNT] */);
+/** The TP_QUANTILES quantiles of merged histograms (NaN where empty). */
+void tp__quantiles(tp_hist_merge_t *fr, uint64_t fr_n, tp_hist_merge_t *res, uint64_t res_n,
+                   double q[TP_QUANTILES]);
+/** One metric of a window from its sums; q holds its quantiles (support) or
+ * is NULL (quantile metrics then undefined). */
+tp_metric_value_t tp__metric_value(tp_metric_t m, const tp_agg_t *agg, const double *q);
 
 /**
  * For tests: the published value of one metric of a touchpoint in a

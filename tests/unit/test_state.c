@@ -339,3 +339,232 @@ Test(hist, small_values_are_exact_and_bins_are_monotonic) {
     prev = b;
   }
 }
+
+/* ---- published views == recomputing from the events ------------------------ */
+
+/*
+ * Entries publish their windows' sums (and, for support, the quantiles of
+ * the windows' histograms, merged again only when a bucket with durations
+ * enters or leaves); readers compute the metrics from them. At every
+ * boundary of a random stream, every metric of both windows must equal
+ * what the events inside the window give, computed here from scratch.
+ */
+static const char *views_yaml =
+    "windows: {step: 1m, allowed_lateness: 0s, idle_timeout: 0s}\n"
+    "support: {first_response_sla: 1h}\n"
+    "rules:\n"
+    "  - {name: a, metric: csat_mean, window: 3m, op: '<', threshold: 3}\n"
+    "  - {name: b, metric: nps, window: 7m, op: '<', threshold: 0}\n"
+    "  - {name: c, metric: first_response_ms_p90, window: 3m, op: '>', threshold: 1000}\n"
+    "  - {name: d, metric: resolution_ms_p50, window: 7m, op: '>', threshold: 1000}\n";
+
+typedef struct {
+  int64_t t;
+  int csat, nps, ces, rep, oth; /* feedback; -1 = no score */
+  int kind;                     /* support: tp_support_kind_t */
+  int ticket;
+} vev_t;
+
+static int cmp_vev(const void *x, const void *y) {
+  const vev_t *a = x, *b = y;
+  return (a->t > b->t) - (a->t < b->t);
+}
+
+static void expect_view(fixture_t *f, tp_source_t src, int64_t L, tp_metric_t m,
+                        tp_metric_value_t want, int64_t T) {
+  tp_metric_value_t got = {0};
+  int64_t end = 0;
+  cr_assert(tp__state_value(f->st, src, 0, "tp", L, m, &got, &end));
+  /* An entry is evaluated only when its windows change: its values hold
+   * from its last evaluation up to T. */
+  cr_assert(end > 0 && end <= T, "%s: view of %lld at %lld", tp_metric_name(m), (long long)end,
+            (long long)T);
+  cr_assert_eq(got.defined, want.defined, "%s %lldm @%lld: defined %d, want %d",
+               tp_metric_name(m), (long long)(L / MIN_MS), (long long)T, got.defined,
+               want.defined);
+  if (!want.defined)
+    return;
+  cr_assert(fabs(got.value - want.value) <= 1e-9 * fmax(1, fabs(want.value)) &&
+                got.samples == want.samples,
+            "%s %lldm @%lld: %.12g (n=%lld), want %.12g (n=%lld)", tp_metric_name(m),
+            (long long)(L / MIN_MS), (long long)T, got.value, (long long)got.samples, want.value,
+            (long long)want.samples);
+}
+
+static tp_metric_value_t mean_of(double sum, int64_t n, double scale) {
+  return n ? (tp_metric_value_t){scale * sum / (double)n, n, true}
+           : (tp_metric_value_t){NAN, 0, false};
+}
+
+static void expect_feedback_views(fixture_t *f, const vev_t *ev, size_t n, int64_t T) {
+  static const int64_t lens[] = {3 * MIN_MS, 7 * MIN_MS};
+  for (size_t w = 0; w < 2; w++) {
+    int64_t csat[6] = {0}, prom = 0, det = 0, nps_n = 0, ces_n = 0, ces = 0, cli_n = 0,
+            cli = 0, resp = 0;
+    for (size_t i = 0; i < n; i++) {
+      const vev_t *e = &ev[i];
+      if (e->t < T - lens[w] || e->t >= T)
+        continue;
+      if (e->csat > 0)
+        csat[e->csat]++;
+      if (e->nps >= 0)
+        nps_n++, prom += e->nps >= 9, det += e->nps <= 6;
+      if (e->ces > 0)
+        ces_n++, ces += e->ces;
+      if (e->nps >= 0 && e->rep >= 0 && e->oth >= 0)
+        cli_n++, cli += e->nps + e->rep + e->oth;
+      resp += e->csat > 0 || e->nps >= 0 || e->ces > 0 || e->rep >= 0 || e->oth >= 0;
+    }
+    int64_t cn = csat[1] + csat[2] + csat[3] + csat[4] + csat[5];
+    double csum = (double)(csat[1] + 2 * csat[2] + 3 * csat[3] + 4 * csat[4] + 5 * csat[5]);
+    int64_t L = lens[w];
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_RESPONSES,
+                (tp_metric_value_t){(double)resp, resp, true}, T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_CSAT_MEAN, mean_of(csum, cn, 1), T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_CSAT_PCT,
+                mean_of((double)(csat[4] + csat[5]), cn, 100), T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_DSAT_PCT,
+                mean_of((double)(csat[1] + csat[2]), cn, 100), T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_NPS, mean_of((double)(prom - det), nps_n, 100),
+                T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_CES_MEAN, mean_of((double)ces, ces_n, 1), T);
+    expect_view(f, TP_SRC_FEEDBACK, L, TP_METRIC_CLI_MEAN, mean_of((double)cli / 3, cli_n, 1), T);
+  }
+}
+
+#define VIEW_EVENTS 1200
+
+Test(views, feedback_views_equal_the_events_in_each_window_at_every_boundary,
+     .timeout = 120) {
+  static vev_t ev[VIEW_EVENTS];
+  for (uint64_t seed = 1; seed <= 10; seed++) {
+    fixture_t *f = fx_new(views_yaml, TP_SRC_FEEDBACK, 0);
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull;
+#define VRND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    int64_t t = T0;
+    for (size_t i = 0; i < VIEW_EVENTS; i++) {
+      /* Busy stretches and gaps longer than either window. */
+      t += VRND() % 50 == 0 ? (int64_t)(VRND() % (12 * MIN_MS)) : (int64_t)(VRND() % 20000);
+      ev[i] = (vev_t){.t = t,
+                      .csat = VRND() % 4 ? 1 + (int)(VRND() % 5) : -1,
+                      .nps = VRND() % 3 ? (int)(VRND() % 11) : -1,
+                      .ces = VRND() % 2 ? 1 + (int)(VRND() % 7) : -1,
+                      .rep = VRND() % 2 ? (int)(VRND() % 11) : -1,
+                      .oth = VRND() % 2 ? (int)(VRND() % 11) : -1};
+    }
+    size_t applied = 0;
+    for (int64_t T = T0 + MIN_MS; applied < VIEW_EVENTS; T += MIN_MS) {
+      for (; applied < VIEW_EVENTS && ev[applied].t < T; applied++) {
+        const vev_t *e = &ev[applied];
+        tp_event_t te = ev_feedback(test_id("f", (int)applied), e->t, "tp",
+                                    e->csat > 0 ? e->csat : TP_SCORE_NULL,
+                                    e->nps >= 0 ? e->nps : TP_SCORE_NULL,
+                                    e->ces > 0 ? e->ces : TP_SCORE_NULL,
+                                    e->rep >= 0 ? e->rep : TP_SCORE_NULL,
+                                    e->oth >= 0 ? e->oth : TP_SCORE_NULL);
+        apply(f, te);
+      }
+      tp_part_advance(f->part, T);
+      expect_feedback_views(f, ev, applied, T);
+    }
+    fx_free(f);
+  }
+}
+
+/* The quantiles of values (fresh histogram, the binning the state uses). */
+static double ref_quantile(const uint64_t *v, size_t n, double q, tp_hist_merge_t *m) {
+  tp_shist_t h = {0};
+  for (size_t i = 0; i < n; i++)
+    cr_assert_eq(tp_shist_add(&h, v[i]), TP_OK);
+  tp_hist_merge_clear(m);
+  tp_hist_merge_add(m, &h);
+  double r = tp_hist_merge_quantile(m, q);
+  tp_shist_free(&h);
+  return r;
+}
+
+Test(views, support_views_and_quantiles_equal_the_events_in_each_window_at_every_boundary,
+     .timeout = 120) {
+  static vev_t ev[VIEW_EVENTS];
+  static uint64_t fr[VIEW_EVENTS], res[VIEW_EVENTS];
+  static tp_hist_merge_t m;
+  tp_hist_merge_init(&m);
+  for (uint64_t seed = 1; seed <= 10; seed++) {
+    fixture_t *f = fx_new(views_yaml, TP_SRC_SUPPORT, 0);
+    uint64_t x = seed * 0x2545f4914f6cdd1dull;
+    /* Tickets opened at random, first reply and resolution a random
+     * while later: a ticket's events are 3 of the stream's. */
+    size_t n = 0;
+    int64_t t = T0;
+    for (int k = 0; n + 3 <= VIEW_EVENTS; k++) {
+      t += VRND() % 30 == 0 ? (int64_t)(VRND() % (12 * MIN_MS)) : (int64_t)(VRND() % 40000);
+      int64_t reply = t + 1000 + (int64_t)(VRND() % (6 * MIN_MS));
+      int64_t done = reply + (int64_t)(VRND() % (9 * MIN_MS));
+      ev[n++] = (vev_t){.t = t, .kind = TP_SUPPORT_OPENED, .ticket = k};
+      ev[n++] = (vev_t){.t = reply, .kind = TP_SUPPORT_AGENT_REPLIED, .ticket = k};
+      ev[n++] = (vev_t){.t = done, .kind = TP_SUPPORT_RESOLVED, .ticket = k};
+    }
+    /* A stable sort keeps a ticket's events in order at equal times. */
+    for (size_t i = 1; i < n; i++)
+      for (size_t j = i; j > 0 && cmp_vev(&ev[j - 1], &ev[j]) > 0; j--) {
+        vev_t tmp = ev[j];
+        ev[j] = ev[j - 1];
+        ev[j - 1] = tmp;
+      }
+    int64_t opened_at[VIEW_EVENTS / 3 + 1];
+    size_t applied = 0;
+    for (int64_t T = T0 + MIN_MS; applied < n; T += MIN_MS) {
+      for (; applied < n && ev[applied].t < T; applied++) {
+        const vev_t *e = &ev[applied];
+        char ticket[16];
+        snprintf(ticket, sizeof(ticket), "k%d", e->ticket);
+        if (e->kind == TP_SUPPORT_OPENED)
+          opened_at[e->ticket] = e->t;
+        apply(f, ev_support(test_id("s", (int)applied), e->t, "tp", ticket,
+                            (tp_support_kind_t)e->kind, false));
+      }
+      tp_part_advance(f->part, T);
+      static const int64_t lens[] = {3 * MIN_MS, 7 * MIN_MS};
+      for (size_t w = 0; w < 2; w++) {
+        size_t nfr = 0, nres = 0;
+        double fr_sum = 0, res_sum = 0;
+        for (size_t i = 0; i < applied; i++) {
+          const vev_t *e = &ev[i];
+          if (e->t < T - lens[w] || e->t >= T)
+            continue;
+          uint64_t d = (uint64_t)(e->t - opened_at[e->ticket]);
+          if (e->kind == TP_SUPPORT_AGENT_REPLIED)
+            fr[nfr++] = d, fr_sum += (double)d;
+          else if (e->kind == TP_SUPPORT_RESOLVED)
+            res[nres++] = d, res_sum += (double)d;
+        }
+        int64_t L = lens[w];
+        struct {
+          tp_metric_t m;
+          const uint64_t *v;
+          size_t n;
+          double q;
+        } qs[] = {{TP_METRIC_FIRST_RESPONSE_MS_P50, fr, nfr, 0.50},
+                  {TP_METRIC_FIRST_RESPONSE_MS_P90, fr, nfr, 0.90},
+                  {TP_METRIC_FIRST_RESPONSE_MS_P99, fr, nfr, 0.99},
+                  {TP_METRIC_RESOLUTION_MS_P50, res, nres, 0.50},
+                  {TP_METRIC_RESOLUTION_MS_P90, res, nres, 0.90}};
+        for (size_t k = 0; k < 5; k++) {
+          tp_metric_value_t want = {NAN, 0, false};
+          if (qs[k].n > 0)
+            want = (tp_metric_value_t){ref_quantile(qs[k].v, qs[k].n, qs[k].q, &m),
+                                       (int64_t)qs[k].n, true};
+          expect_view(f, TP_SRC_SUPPORT, L, qs[k].m, want, T);
+        }
+        expect_view(f, TP_SRC_SUPPORT, L, TP_METRIC_FIRST_RESPONSE_MS_MEAN,
+                    mean_of(fr_sum, (int64_t)nfr, 1), T);
+        expect_view(f, TP_SRC_SUPPORT, L, TP_METRIC_RESOLUTION_MS_MEAN,
+                    mean_of(res_sum, (int64_t)nres, 1), T);
+        /* One reply each, never reopened: every resolution is first-contact. */
+        expect_view(f, TP_SRC_SUPPORT, L, TP_METRIC_FCR_PCT,
+                    mean_of((double)nres, (int64_t)nres, 100), T);
+      }
+    }
+    fx_free(f);
+  }
+}
