@@ -9,9 +9,21 @@
 
 #define MIN_CAP 1024
 
-static size_t slot_of(const tp_dedup_t *d, uint64_t fp) {
-  /* fp is already a hash; the high bits index, the ring compare confirms. */
-  return (size_t)(fp >> 17) & d->index_mask;
+/*
+ * An index slot holds a ring position + 1 (0 = empty) in its low 32 bits
+ * and the high 32 bits of that position's fingerprint above them: probing
+ * compares those and reads the ring only on a match, and deletion finds a
+ * slot's home without reading the ring, so a lookup of a new id touches
+ * one cache line of the index and none of the ring.
+ */
+static inline uint64_t slot_pack(uint64_t fp, size_t pos) {
+  return (fp & 0xffffffff00000000ull) | (uint64_t)(pos + 1);
+}
+static inline size_t slot_pos1(uint64_t slot) { return (size_t)(uint32_t)slot; }
+
+static size_t home_of(const tp_dedup_t *d, uint64_t fp) {
+  /* fp is already a hash: its high bits index (and tag the slot). */
+  return (size_t)(fp >> 32) & d->index_mask;
 }
 
 tp_err_t tp__dedup_init(tp_dedup_t *d, size_t depth) {
@@ -29,32 +41,34 @@ void tp__dedup_free(tp_dedup_t *d) {
 bool tp__dedup_contains(const tp_dedup_t *d, uint64_t fp) {
   if (d->count == 0)
     return false;
-  for (size_t i = slot_of(d, fp);; i = (i + 1) & d->index_mask) {
-    uint32_t pos = d->index[i];
-    if (pos == 0)
+  uint64_t tag = fp & 0xffffffff00000000ull;
+  for (size_t i = home_of(d, fp);; i = (i + 1) & d->index_mask) {
+    uint64_t slot = d->index[i];
+    if (slot == 0)
       return false;
-    if (d->ring[pos - 1] == fp)
+    if ((slot & 0xffffffff00000000ull) == tag && d->ring[slot_pos1(slot) - 1] == fp)
       return true;
   }
 }
 
-static void index_put(tp_dedup_t *d, uint64_t fp, uint32_t pos1) {
-  size_t i = slot_of(d, fp);
+static void index_put(tp_dedup_t *d, uint64_t fp, size_t pos) {
+  size_t i = home_of(d, fp);
   while (d->index[i] != 0)
     i = (i + 1) & d->index_mask;
-  d->index[i] = pos1;
+  d->index[i] = slot_pack(fp, pos);
 }
 
 /* Remove ring position pos from the index with backward-shift deletion, so
  * linear probing needs no tombstones. */
 static void index_remove(tp_dedup_t *d, size_t pos) {
-  size_t i = slot_of(d, d->ring[pos]);
-  while (d->index[i] != pos + 1)
+  uint64_t want = slot_pack(d->ring[pos], pos);
+  size_t i = home_of(d, d->ring[pos]);
+  while (d->index[i] != want)
     i = (i + 1) & d->index_mask;
   size_t hole = i;
   for (size_t j = (hole + 1) & d->index_mask; d->index[j] != 0;
        j = (j + 1) & d->index_mask) {
-    size_t home = slot_of(d, d->ring[d->index[j] - 1]);
+    size_t home = home_of(d, d->index[j]);
     /* Move j into the hole unless its home lies cyclically in (hole, j]. */
     bool stays = (hole <= j) ? (hole < home && home <= j) : (hole < home || home <= j);
     if (!stays) {
@@ -71,7 +85,7 @@ static tp_err_t grow(tp_dedup_t *d, size_t new_cap) {
   while (index_size < new_cap * 2)
     index_size <<= 1;
   uint64_t *ring = tp_malloc(new_cap * sizeof(*ring));
-  uint32_t *index = tp_calloc(index_size, sizeof(*index));
+  uint64_t *index = tp_calloc(index_size, sizeof(*index));
   if (ring == NULL || index == NULL) {
     tp_free(ring);
     tp_free(index);
@@ -89,7 +103,7 @@ static tp_err_t grow(tp_dedup_t *d, size_t new_cap) {
   d->cap = new_cap;
   d->head = d->count % new_cap;
   for (size_t k = 0; k < d->count; k++)
-    index_put(d, ring[k], (uint32_t)k + 1);
+    index_put(d, ring[k], k);
   return TP_OK;
 }
 
@@ -109,7 +123,7 @@ tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp) {
   else
     d->count++;
   d->ring[d->head] = fp;
-  index_put(d, fp, (uint32_t)d->head + 1);
+  index_put(d, fp, d->head);
   d->head = (d->head + 1) % d->cap;
   return TP_OK;
 }

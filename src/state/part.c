@@ -134,8 +134,8 @@ static void schedule(tp_part_t *p, tp_entry_t *e, uint64_t b) {
 
 /* Whether the bucket's step s_old has left every window by the time step s
  * is written: the full ring overwrites it then (s % ring_len). */
-static bool bucket_spent(const tp_kind_t *kind, const tp_bhdr_t *b, uint64_t s) {
-  return b->step1 == 0 || (uint64_t)b->step1 - 1 + kind->ring_len <= s;
+static bool bucket_spent(const tp_kind_t *kind, uint32_t step1, uint64_t s) {
+  return step1 == 0 || (uint64_t)step1 - 1 + kind->ring_len <= s;
 }
 
 /*
@@ -152,7 +152,7 @@ static long ring_room(const tp_kind_t *kind, tp_entry_t *e, uint64_t s) {
   if (e->ring_cap == kind->ring_len)
     return (long)(s % kind->ring_len);
   for (size_t i = 0; i < e->ring_n; i++)
-    if (bucket_spent(kind, tp__ring_slot(kind, e, i), s))
+    if (bucket_spent(kind, e->ring_tag[i], s))
       return (long)i;
   if (e->ring_n < e->ring_cap)
     return e->ring_n++;
@@ -165,7 +165,7 @@ static long ring_room(const tp_kind_t *kind, tp_entry_t *e, uint64_t s) {
   if (cap == kind->ring_len) {
     for (size_t i = 0; i < e->ring_n; i++) {
       tp_bhdr_t *b = tp__ring_slot(kind, e, i);
-      if (bucket_spent(kind, b, s)) {
+      if (bucket_spent(kind, b->step1, s)) {
         if (kind->src == TP_SRC_SUPPORT) {
           tp_shist_free(&((tp_sup_bucket_t *)b)->fr);
           tp_shist_free(&((tp_sup_bucket_t *)b)->res);
@@ -215,6 +215,8 @@ static tp_bhdr_t *bucket_for(tp_part_t *p, tp_entry_t *e, int64_t t) {
       memset(b, 0, kind->bucket_size);
     }
     b->step1 = (uint32_t)(s + 1);
+    if (e->ring_cap < kind->ring_len)
+      e->ring_tag[i] = b->step1;
     schedule(p, e, s + 1);
     for (size_t v = 0; v < kind->n_views; v++)
       schedule(p, e, s + 1 + (uint64_t)(kind->view_ms[v] / step));
@@ -492,11 +494,17 @@ static void evaluate(tp_part_t *p, int64_t T) {
    * the misses overlap. */
   const tp_kind_t *kind = p->kind;
   for (uint32_t i = 0; i < slot->n; i++) {
-    if (i + 8 < slot->n)
-      __builtin_prefetch(slot->v[i + 8]);
-    if (i + 4 < slot->n && slot->v[i + 4]->ring != NULL)
-      __builtin_prefetch((const char *)slot->v[i + 4]->ring +
-                         (size_t)slot->v[i + 4]->ring_hint * kind->bucket_size);
+    if (i + 8 < slot->n) {
+      const char *ahead = (const char *)slot->v[i + 8];
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + 64); /* the ring tags */
+    }
+    if (i + 4 < slot->n) {
+      const tp_entry_t *ahead = slot->v[i + 4];
+      __builtin_prefetch(ahead->sums);
+      if (ahead->ring != NULL)
+        __builtin_prefetch((const char *)ahead->ring + (size_t)ahead->ring_hint * kind->bucket_size);
+    }
     eval_entry(p, slot->v[i], T, bi);
   }
   p->wheel_count -= slot->n;

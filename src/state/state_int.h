@@ -98,6 +98,9 @@ typedef struct {
 
 /* ---- touchpoint entries ------------------------------------------------- */
 
+/* Buckets a sparse ring holds at most (see tp__ring_find). */
+#define TP_RING_SPARSE_MAX 16
+
 /*
  * One touchpoint of one partition of one input topic, allocated as a single
  * block: the struct, then the key, rule states, window sums, published
@@ -128,15 +131,18 @@ typedef struct tp_entry_s {
   uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
   uint32_t ring_n, ring_cap;    /* buckets in use and allocated (see below) */
   uint32_t ring_hint;           /* the bucket written last */
+  _Atomic uint32_t view_seq;
+  void *ring;                   /* [ring_cap] buckets, NULL before the first */
+  /* Sparse rings: step1 of bucket i, so that finding a step reads one
+   * cache line of the entry instead of every bucket's header. */
+  uint32_t ring_tag[TP_RING_SPARSE_MAX];
   tp_rule_state_t *rules;       /* [kind->n_rules] */
   /* [kind->n_views * kind->pub_words]: per window, its running sums
    * (tp__agg_pack) and for support its quantiles (double bits, NaN when
    * undefined) */
   _Atomic uint64_t *sums;
-  void *ring;                   /* [ring_cap] buckets, NULL before the first */
   const char *touchpoint;       /* points into key, not NUL-terminated */
 
-  _Atomic uint32_t view_seq;
   _Atomic int64_t view_end;        /* 0 before the first evaluation */
   _Atomic uint8_t pub_stage, pub_channel;
   _Atomic uint8_t *pub_phase;      /* [n_rules] */
@@ -150,10 +156,10 @@ typedef struct tp_entry_s {
  * steps the touchpoint has events in hold a bucket, found by step1 (the
  * bucket written last first), at most TP_RING_SPARSE_MAX of them, so a
  * touchpoint with a few events per window costs a few buckets, not
- * ring_len. Past that the array is the full ring: step s in slot
- * s % ring_len, as if it had always been (part.c, ring_grow).
+ * ring_len; e->ring_tag[i] repeats bucket i's step1. Past that the array
+ * is the full ring: step s in slot s % ring_len, as if it had always been
+ * (part.c, ring_room).
  */
-#define TP_RING_SPARSE_MAX 16
 
 static inline tp_bhdr_t *tp__ring_slot(const tp_kind_t *kind, const tp_entry_t *e, size_t i) {
   return (tp_bhdr_t *)((char *)e->ring + i * kind->bucket_size);
@@ -168,10 +174,10 @@ static inline long tp__ring_find(const tp_kind_t *kind, const tp_entry_t *e, uin
   }
   if (e->ring_n == 0)
     return -1;
-  if (tp__ring_slot(kind, e, e->ring_hint)->step1 == want)
+  if (e->ring_tag[e->ring_hint] == want)
     return e->ring_hint;
   for (size_t i = 0; i < e->ring_n; i++)
-    if (tp__ring_slot(kind, e, i)->step1 == want)
+    if (e->ring_tag[i] == want)
       return (long)i;
   return -1;
 }
@@ -193,7 +199,7 @@ static inline const tp_bhdr_t *tp__bucket_at(const tp_kind_t *kind, const tp_ent
  */
 typedef struct {
   uint64_t *ring;
-  uint32_t *index; /* ring position + 1, 0 = empty */
+  uint64_t *index; /* ring position + 1, tagged (dedup.c); 0 = empty */
   size_t depth;    /* configured bound */
   size_t cap;      /* ring capacity now (<= depth) */
   size_t count;    /* fingerprints held (<= cap) */

@@ -139,6 +139,32 @@ Test(window, dedup_ring_survives_growth_and_wraparound) {
   fx_free(f);
 }
 
+/* The ring's index on its own: fingerprints crowded onto 64 home slots and
+ * 64 tags force long probe chains, tag matches of different ids and
+ * backward shifts across the wrap of the index; membership must stay
+ * exactly "one of the last depth added". */
+Test(window, dedup_index_holds_exactly_the_last_depth_fingerprints) {
+  tp_dedup_t d;
+  cr_assert_eq(tp__dedup_init(&d, 1000), TP_OK);
+  static uint64_t fps[20000];
+  uint64_t x = 0x243f6a8885a308d3ull;
+  for (size_t n = 0; n < 20000; n++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    /* high half: one of 64 values (home and tag); low half: unique */
+    fps[n] = ((x % 64) * 0x0400000100000000ull & 0xffffffff00000000ull) | (uint64_t)(n + 1);
+    cr_assert_not(tp__dedup_contains(&d, fps[n]), "new fingerprint %zu found", n);
+    cr_assert_eq(tp__dedup_add(&d, fps[n]), TP_OK);
+    if (n % 97 != 0 && n != 19999)
+      continue;
+    size_t first = n + 1 > 1000 ? n + 1 - 1000 : 0;
+    for (size_t i = first; i <= n; i++)
+      cr_assert(tp__dedup_contains(&d, fps[i]), "after %zu adds: %zu missing", n + 1, i);
+    for (size_t i = first > 200 ? first - 200 : 0; i < first; i++)
+      cr_assert_not(tp__dedup_contains(&d, fps[i]), "after %zu adds: %zu still held", n + 1, i);
+  }
+  tp__dedup_free(&d);
+}
+
 Test(window, late_and_duplicate_events_do_not_enter_the_dedup_ring) {
   fx_t *f = fx("windows: {allowed_lateness: 0s}\ndedup: {depth: 10}\n", TP_SRC_FEEDBACK);
   put(f, 0, "a", T0 + MIN_MS, "tp", 5);
