@@ -245,25 +245,25 @@ static bool apply_feedback(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
                rep = ev->feedback.repurchase, oth = ev->feedback.try_other;
   bool any = false;
   if (csat != TP_SCORE_NULL) {
-    b->csat[csat - 1]++;
+    b->c[TP_W_CSAT + csat - 1]++;
     any = true;
   }
   if (nps != TP_SCORE_NULL) {
-    b->nps[nps >= 9 ? 0 : nps >= 7 ? 1 : 2]++;
+    b->c[TP_W_NPS + (nps >= 9 ? 0 : nps >= 7 ? 1 : 2)]++;
     any = true;
   }
   if (ces != TP_SCORE_NULL) {
-    b->ces_n++;
-    b->ces_sum += (uint32_t)ces;
+    b->c[TP_W_CES_N]++;
+    b->c[TP_W_CES_SUM] += (uint32_t)ces;
     any = true;
   }
   if (nps != TP_SCORE_NULL && rep != TP_SCORE_NULL && oth != TP_SCORE_NULL) {
-    b->cli_n++;
-    b->cli_sum3 += (uint32_t)(nps + rep + oth);
+    b->c[TP_W_CLI_N]++;
+    b->c[TP_W_CLI_SUM3] += (uint32_t)(nps + rep + oth);
   }
   any = any || rep != TP_SCORE_NULL || oth != TP_SCORE_NULL;
   if (any)
-    b->responses++;
+    b->c[TP_W_RESPONSES]++;
   return true;
 }
 
@@ -273,9 +273,9 @@ static bool apply_commerce(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
     return false;
   note_labels(p, &b->h, ev);
   if (ev->commerce.kind == TP_COMMERCE_ORDER_PLACED)
-    b->orders++;
+    b->c[TP_W_ORDERS]++;
   else if (ev->commerce.kind == TP_COMMERCE_RETURN_REQUESTED)
-    b->returns++;
+    b->c[TP_W_RETURNS]++;
   return true;
 }
 
@@ -290,9 +290,9 @@ static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   note_labels(p, &b->h, ev);
   uint8_t kind = ev->support.kind;
   if (kind == TP_SUPPORT_OPENED) {
-    b->opened++;
+    b->c[TP_W_OPENED]++;
     if (ev->support.complaint)
-      b->complaints++;
+      b->c[TP_W_COMPLAINTS]++;
   }
 
   uint64_t fp[2] = {tp_hash64(ev->support.ticket_id.ptr, ev->support.ticket_id.len, TICKET_SEED0),
@@ -325,8 +325,8 @@ static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
     if (tk->first_reply_at == TP_NONE_MS && tk->opened_at != TP_NONE_MS) {
       tk->first_reply_at = t;
       uint64_t v = since(t, tk->opened_at);
-      b->fr_n++;
-      b->fr_sum += v;
+      b->c[TP_W_FR_N]++;
+      b->c64[TP_W_FR_SUM - TP_W_SUP32] += v;
       if (tp_shist_add(&b->fr, v) != TP_OK)
         bump(&p->stats.overflow);
     }
@@ -334,10 +334,10 @@ static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
   case TP_SUPPORT_RESOLVED:
     if (tk->opened_at != TP_NONE_MS) {
       uint64_t v = since(t, tk->opened_at);
-      b->res_n++;
-      b->res_sum += v;
+      b->c[TP_W_RES_N]++;
+      b->c64[TP_W_RES_SUM - TP_W_SUP32] += v;
       if (tk->agent_replies <= 1 && !tk->reopened)
-        b->fcr_n++;
+        b->c[TP_W_FCR_N]++;
       if (tp_shist_add(&b->res, v) != TP_OK)
         bump(&p->stats.overflow);
     }
@@ -422,33 +422,29 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
     e->sc_channel = in->channel;
   }
   uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
-  tp_agg_t sums[TP_MAX_VIEWS];
   for (size_t v = 0; v < kind->n_views; v++) {
     uint64_t *vw = w + v * kind->pub_words;
     for (size_t i = 0; i < kind->pub_words; i++)
       vw[i] = atomic_load_explicit(&e->sums[v * kind->pub_words + i], memory_order_relaxed);
-    tp__agg_unpack(kind->src, vw, &sums[v]);
     uint64_t len = (uint64_t)(kind->view_ms[v] / step);
     const tp_bhdr_t *out = bi > len ? tp__bucket_at(kind, e, bi - 1 - len) : NULL;
     if (in != NULL)
-      tp__agg_apply(kind->src, &sums[v], in, +1);
+      tp__agg_apply(kind, vw, in, +1);
     if (out != NULL)
-      tp__agg_apply(kind->src, &sums[v], out, -1);
-    tp__agg_pack(kind->src, &sums[v], vw);
+      tp__agg_apply(kind, vw, out, -1);
     /* Support quantiles: merge the window's histograms again only when a
      * bucket with durations entered or left it; otherwise the published
      * ones still hold. */
     if (p->merge_fr != NULL) {
-      const tp_sup_bucket_t *bi_in = (const tp_sup_bucket_t *)in;
-      const tp_sup_bucket_t *bi_out = (const tp_sup_bucket_t *)out;
-      bool moved = (bi_in != NULL && (bi_in->fr_n > 0 || bi_in->res_n > 0)) ||
-                   (bi_out != NULL && (bi_out->fr_n > 0 || bi_out->res_n > 0));
+      const tp_sup_bucket_t *b_in = (const tp_sup_bucket_t *)in;
+      const tp_sup_bucket_t *b_out = (const tp_sup_bucket_t *)out;
+      bool moved = (b_in != NULL && (b_in->c[TP_W_FR_N] > 0 || b_in->c[TP_W_RES_N] > 0)) ||
+                   (b_out != NULL && (b_out->c[TP_W_FR_N] > 0 || b_out->c[TP_W_RES_N] > 0));
       if (moved) {
-        const tp_agg_t *sum = &sums[v];
         double q[TP_QUANTILES];
-        if (sum->fr_n > 0 || sum->res_n > 0)
+        if (vw[TP_W_FR_N] > 0 || vw[TP_W_RES_N] > 0)
           tp__entry_merge_hists(kind, step, e, T, kind->view_ms[v], p->merge_fr, p->merge_res);
-        tp__quantiles(p->merge_fr, sum->fr_n, p->merge_res, sum->res_n, q);
+        tp__quantiles(p->merge_fr, vw[TP_W_FR_N], p->merge_res, vw[TP_W_RES_N], q);
         tp_hist_merge_clear(p->merge_fr);
         tp_hist_merge_clear(p->merge_res);
         for (size_t k = 0; k < TP_QUANTILES; k++)
@@ -470,7 +466,7 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
       memcpy(q, w + v * kind->pub_words + kind->agg_words, sizeof(q));
       qp = q;
     }
-    tp_metric_value_t mv = tp__metric_value(rule->metric, &sums[v], qp);
+    tp_metric_value_t mv = tp__metric_value(rule->metric, w + v * kind->pub_words, qp);
     tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], &mv, NULL);
     if (st == TP_RULE_FIRE)
       emit(p, e, rule, TP_ALERT_FIRING, &mv, T);
@@ -535,7 +531,7 @@ static void process_deadlines(tp_part_t *p, int64_t T) {
         (tk->min_reply_at == TP_NONE_MS || tk->min_reply_at >= d.deadline)) {
       tp_sup_bucket_t *b = (tp_sup_bucket_t *)bucket_for(p, tk->entry, d.deadline);
       if (b != NULL)
-        b->breaches++;
+        b->c[TP_W_BREACHES]++;
       else
         bump(&p->stats.overflow); /* no memory for its bucket: the breach is lost */
     }

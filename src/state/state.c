@@ -104,7 +104,8 @@ static tp_err_t kind_init(tp_kind_t *kind, tp_source_t src, const tp_config_t *c
   kind->ring_len = (size_t)(kind->max_window_ms / step) + late_steps + 1;
   kind->wheel_len = (size_t)(kind->max_window_ms / step) + late_steps + 3;
   kind->bucket_size = bucket_size_of(src);
-  kind->agg_words = tp__agg_words(src);
+  kind->agg_words = src == TP_SRC_FEEDBACK ? TP_W_FB : src == TP_SRC_SUPPORT ? TP_W_SUP : TP_W_COM;
+  kind->agg32 = src == TP_SRC_SUPPORT ? TP_W_SUP32 : kind->agg_words;
   kind->pub_words = kind->agg_words + (src == TP_SRC_SUPPORT ? TP_QUANTILES : 0);
 
   kind->table = tp_table_new((size_t)cfg->max_touchpoints, errstr, errstr_size);
@@ -208,43 +209,25 @@ size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp, size_t 
 
 /* ---- windows and metrics ------------------------------------------------- */
 
-void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *h, int sign) {
+void tp__agg_apply(const tp_kind_t *kind, uint64_t *w, const tp_bhdr_t *h, int sign) {
   /* Unsigned wrap-around makes subtraction exact: each bucket is
    * subtracted exactly once after it was added. */
   uint64_t k = sign > 0 ? 1 : UINT64_MAX;
-  switch (src) {
-  case TP_SRC_FEEDBACK: {
-    const tp_fb_bucket_t *b = (const tp_fb_bucket_t *)h;
-    agg->responses += k * b->responses;
-    for (int i = 0; i < 5; i++)
-      agg->csat[i] += k * b->csat[i];
-    for (int i = 0; i < 3; i++)
-      agg->nps[i] += k * b->nps[i];
-    agg->ces_n += k * b->ces_n;
-    agg->ces_sum += k * b->ces_sum;
-    agg->cli_n += k * b->cli_n;
-    agg->cli_sum3 += k * b->cli_sum3;
+  const uint32_t *c32;
+  const uint64_t *c64 = NULL;
+  switch (kind->src) {
+  case TP_SRC_FEEDBACK: c32 = ((const tp_fb_bucket_t *)h)->c; break;
+  case TP_SRC_SUPPORT:
+    c32 = ((const tp_sup_bucket_t *)h)->c;
+    c64 = ((const tp_sup_bucket_t *)h)->c64;
     break;
+  case TP_SRC_COMMERCE: c32 = ((const tp_com_bucket_t *)h)->c; break;
+  default: return;
   }
-  case TP_SRC_SUPPORT: {
-    const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)h;
-    agg->opened += k * b->opened;
-    agg->complaints += k * b->complaints;
-    agg->breaches += k * b->breaches;
-    agg->fr_n += k * b->fr_n;
-    agg->fr_sum += k * b->fr_sum;
-    agg->res_n += k * b->res_n;
-    agg->res_sum += k * b->res_sum;
-    agg->fcr_n += k * b->fcr_n;
-    break;
-  }
-  case TP_SRC_COMMERCE: {
-    const tp_com_bucket_t *b = (const tp_com_bucket_t *)h;
-    agg->orders += k * b->orders;
-    agg->returns += k * b->returns;
-    break;
-  }
-  }
+  for (size_t i = 0; i < kind->agg32; i++)
+    w[i] += k * c32[i];
+  for (size_t i = kind->agg32; c64 != NULL && i < kind->agg_words; i++)
+    w[i] += k * c64[i - kind->agg32];
 }
 
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e, int64_t end,
@@ -257,63 +240,6 @@ void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t
     tp_hist_merge_add(fr, &b->fr);
     tp_hist_merge_add(res, &b->res);
   }
-}
-
-size_t tp__agg_words(tp_source_t src) {
-  switch (src) {
-  case TP_SRC_FEEDBACK: return 13;
-  case TP_SRC_SUPPORT: return 8;
-  case TP_SRC_COMMERCE: return 2;
-  }
-  return 0;
-}
-
-/* The fields of each source in word order; pack and unpack share it. */
-static size_t agg_fields(tp_source_t src, tp_agg_t *a, uint64_t **f) {
-  size_t n = 0;
-  switch (src) {
-  case TP_SRC_FEEDBACK:
-    f[n++] = &a->responses;
-    for (int i = 0; i < 5; i++)
-      f[n++] = &a->csat[i];
-    for (int i = 0; i < 3; i++)
-      f[n++] = &a->nps[i];
-    f[n++] = &a->ces_n;
-    f[n++] = &a->ces_sum;
-    f[n++] = &a->cli_n;
-    f[n++] = &a->cli_sum3;
-    break;
-  case TP_SRC_SUPPORT:
-    f[n++] = &a->opened;
-    f[n++] = &a->complaints;
-    f[n++] = &a->breaches;
-    f[n++] = &a->fr_n;
-    f[n++] = &a->fr_sum;
-    f[n++] = &a->res_n;
-    f[n++] = &a->res_sum;
-    f[n++] = &a->fcr_n;
-    break;
-  case TP_SRC_COMMERCE:
-    f[n++] = &a->orders;
-    f[n++] = &a->returns;
-    break;
-  }
-  return n;
-}
-
-void tp__agg_pack(tp_source_t src, const tp_agg_t *agg, uint64_t *w) {
-  uint64_t *f[TP_AGG_WORDS_MAX];
-  size_t n = agg_fields(src, (tp_agg_t *)agg, f);
-  for (size_t i = 0; i < n; i++)
-    w[i] = *f[i];
-}
-
-void tp__agg_unpack(tp_source_t src, const uint64_t *w, tp_agg_t *agg) {
-  uint64_t *f[TP_AGG_WORDS_MAX];
-  memset(agg, 0, sizeof(*agg));
-  size_t n = agg_fields(src, agg, f);
-  for (size_t i = 0; i < n; i++)
-    *f[i] = w[i];
 }
 
 void tp__quantiles(tp_hist_merge_t *fr, uint64_t fr_n, tp_hist_merge_t *res, uint64_t res_n,
@@ -341,39 +267,47 @@ static tp_metric_value_t quantile(const double *q, int i, uint64_t n) {
   return (tp_metric_value_t){q[i], (int64_t)n, true};
 }
 
-tp_metric_value_t tp__metric_value(tp_metric_t m, const tp_agg_t *a, const double *q) {
+tp_metric_value_t tp__metric_value(tp_metric_t m, const uint64_t *w, const double *q) {
   switch (m) {
-  case TP_METRIC_RESPONSES: return count(a->responses, a->responses);
-  case TP_METRIC_CSAT_MEAN: {
+  /* feedback */
+  case TP_METRIC_RESPONSES: return count(w[TP_W_RESPONSES], w[TP_W_RESPONSES]);
+  case TP_METRIC_CSAT_MEAN:
+  case TP_METRIC_CSAT_PCT:
+  case TP_METRIC_DSAT_PCT: {
+    const uint64_t *c = w + TP_W_CSAT; /* scores 1..5 */
+    uint64_t n = c[0] + c[1] + c[2] + c[3] + c[4];
+    if (m == TP_METRIC_CSAT_PCT)
+      return ratio((double)(c[3] + c[4]), n, 100);
+    if (m == TP_METRIC_DSAT_PCT)
+      return ratio((double)(c[0] + c[1]), n, 100);
     double sum = 0;
     for (int i = 0; i < 5; i++)
-      sum += (double)(i + 1) * (double)a->csat[i];
-    return ratio(sum, a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 1);
+      sum += (double)(i + 1) * (double)c[i];
+    return ratio(sum, n, 1);
   }
-  case TP_METRIC_CSAT_PCT:
-    return ratio((double)(a->csat[3] + a->csat[4]),
-                 a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 100);
-  case TP_METRIC_DSAT_PCT:
-    return ratio((double)(a->csat[0] + a->csat[1]),
-                 a->csat[0] + a->csat[1] + a->csat[2] + a->csat[3] + a->csat[4], 100);
-  case TP_METRIC_NPS:
-    return ratio((double)a->nps[0] - (double)a->nps[2], a->nps[0] + a->nps[1] + a->nps[2], 100);
-  case TP_METRIC_CES_MEAN: return ratio((double)a->ces_sum, a->ces_n, 1);
-  case TP_METRIC_CLI_MEAN: return ratio((double)a->cli_sum3 / 3.0, a->cli_n, 1);
-  case TP_METRIC_FIRST_RESPONSE_MS_P50: return quantile(q, 0, a->fr_n);
-  case TP_METRIC_FIRST_RESPONSE_MS_P90: return quantile(q, 1, a->fr_n);
-  case TP_METRIC_FIRST_RESPONSE_MS_P99: return quantile(q, 2, a->fr_n);
-  case TP_METRIC_FIRST_RESPONSE_MS_MEAN: return ratio((double)a->fr_sum, a->fr_n, 1);
-  case TP_METRIC_RESOLUTION_MS_P50: return quantile(q, 3, a->res_n);
-  case TP_METRIC_RESOLUTION_MS_P90: return quantile(q, 4, a->res_n);
-  case TP_METRIC_RESOLUTION_MS_MEAN: return ratio((double)a->res_sum, a->res_n, 1);
-  case TP_METRIC_FCR_PCT: return ratio((double)a->fcr_n, a->res_n, 100);
-  case TP_METRIC_TICKETS_OPENED: return count(a->opened, a->opened);
-  case TP_METRIC_COMPLAINTS: return count(a->complaints, a->opened);
-  case TP_METRIC_FIRST_RESPONSE_SLA_BREACHES: return count(a->breaches, a->breaches);
-  case TP_METRIC_ORDERS: return count(a->orders, a->orders);
-  case TP_METRIC_RETURNS: return count(a->returns, a->returns);
-  case TP_METRIC_RETURN_PCT: return ratio((double)a->returns, a->orders, 100);
+  case TP_METRIC_NPS: {
+    const uint64_t *c = w + TP_W_NPS;
+    return ratio((double)c[0] - (double)c[2], c[0] + c[1] + c[2], 100);
+  }
+  case TP_METRIC_CES_MEAN: return ratio((double)w[TP_W_CES_SUM], w[TP_W_CES_N], 1);
+  case TP_METRIC_CLI_MEAN: return ratio((double)w[TP_W_CLI_SUM3] / 3.0, w[TP_W_CLI_N], 1);
+  /* support */
+  case TP_METRIC_FIRST_RESPONSE_MS_P50: return quantile(q, 0, w[TP_W_FR_N]);
+  case TP_METRIC_FIRST_RESPONSE_MS_P90: return quantile(q, 1, w[TP_W_FR_N]);
+  case TP_METRIC_FIRST_RESPONSE_MS_P99: return quantile(q, 2, w[TP_W_FR_N]);
+  case TP_METRIC_FIRST_RESPONSE_MS_MEAN: return ratio((double)w[TP_W_FR_SUM], w[TP_W_FR_N], 1);
+  case TP_METRIC_RESOLUTION_MS_P50: return quantile(q, 3, w[TP_W_RES_N]);
+  case TP_METRIC_RESOLUTION_MS_P90: return quantile(q, 4, w[TP_W_RES_N]);
+  case TP_METRIC_RESOLUTION_MS_MEAN: return ratio((double)w[TP_W_RES_SUM], w[TP_W_RES_N], 1);
+  case TP_METRIC_FCR_PCT: return ratio((double)w[TP_W_FCR_N], w[TP_W_RES_N], 100);
+  case TP_METRIC_TICKETS_OPENED: return count(w[TP_W_OPENED], w[TP_W_OPENED]);
+  case TP_METRIC_COMPLAINTS: return count(w[TP_W_COMPLAINTS], w[TP_W_OPENED]);
+  case TP_METRIC_FIRST_RESPONSE_SLA_BREACHES:
+    return count(w[TP_W_BREACHES], w[TP_W_BREACHES]);
+  /* commerce */
+  case TP_METRIC_ORDERS: return count(w[TP_W_ORDERS], w[TP_W_ORDERS]);
+  case TP_METRIC_RETURNS: return count(w[TP_W_RETURNS], w[TP_W_RETURNS]);
+  case TP_METRIC_RETURN_PCT: return ratio((double)w[TP_W_RETURNS], w[TP_W_ORDERS], 100);
   case TP_METRIC_COUNT: break;
   }
   return (tp_metric_value_t){NAN, 0, false};
@@ -388,7 +322,7 @@ void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s) {
   const memory_order acq = memory_order_acquire;
   size_t nw = kind->n_views * kind->pub_words;
   size_t nr = kind->n_rules < sizeof(s->phase) ? kind->n_rules : sizeof(s->phase);
-  uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
+  uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)] = {0};
   for (;;) {
     uint32_t seq = atomic_load_explicit(&e->view_seq, acq);
     if (seq & 1)
@@ -406,14 +340,12 @@ void tp__snapshot(const tp_kind_t *kind, tp_entry_t *e, tp_snapshot_t *s) {
   }
   for (size_t v = 0; v < kind->n_views; v++) {
     const uint64_t *vw = w + v * kind->pub_words;
-    tp_agg_t agg;
-    tp__agg_unpack(kind->src, vw, &agg);
     double q[TP_QUANTILES];
     bool has_q = kind->pub_words - kind->agg_words == TP_QUANTILES;
     if (has_q)
       memcpy(q, vw + kind->agg_words, sizeof(q));
     for (size_t m = 0; m < kind->n_metrics; m++) {
-      tp_metric_value_t mv = tp__metric_value(kind->metrics[m], &agg, has_q ? q : NULL);
+      tp_metric_value_t mv = tp__metric_value(kind->metrics[m], vw, has_q ? q : NULL);
       size_t i = v * kind->n_metrics + m;
       s->value[i] = mv.defined ? mv.value : NAN;
       s->samples[i] = mv.samples;

@@ -32,37 +32,59 @@ typedef struct {
   uint8_t stage, channel, has_sc, pad_;
 } tp_bhdr_t;
 
+/*
+ * A bucket's counters and a window's sums share one layout per source: word
+ * i of a window's sums (uint64_t) is the sum of counter i of its buckets,
+ * the 32-bit counters first, then the 64-bit ones. Adding or subtracting a
+ * bucket is then a loop (tp__agg_apply), and the metrics read words by
+ * these indices (tp__metric_value).
+ */
+enum { /* feedback */
+  TP_W_RESPONSES,
+  TP_W_CSAT,                    /* [5]: csat 1..5 */
+  TP_W_NPS = TP_W_CSAT + 5,     /* [3]: promoters 9-10, passives 7-8, detractors 0-6 */
+  TP_W_CES_N = TP_W_NPS + 3,
+  TP_W_CES_SUM,
+  TP_W_CLI_N,
+  TP_W_CLI_SUM3,                /* sum of nps + repurchase + try_other */
+  TP_W_FB
+};
+enum { /* support */
+  TP_W_OPENED,
+  TP_W_COMPLAINTS,
+  TP_W_BREACHES,
+  TP_W_FR_N,
+  TP_W_RES_N,
+  TP_W_FCR_N,
+  TP_W_SUP32,                   /* 64-bit counters from here */
+  TP_W_FR_SUM = TP_W_SUP32,
+  TP_W_RES_SUM,
+  TP_W_SUP
+};
+enum { /* commerce */
+  TP_W_ORDERS,
+  TP_W_RETURNS,
+  TP_W_COM
+};
+
+#define TP_AGG_WORDS_MAX TP_W_FB
+
 typedef struct {
   tp_bhdr_t h;
-  uint32_t responses;
-  uint32_t csat[5];    /* csat 1..5 */
-  uint32_t nps[3];     /* promoters (9-10), passives (7-8), detractors (0-6) */
-  uint32_t ces_n, ces_sum;
-  uint32_t cli_n, cli_sum3; /* sum of nps + repurchase + try_other */
+  uint32_t c[TP_W_FB];
 } tp_fb_bucket_t;
 
 typedef struct {
   tp_bhdr_t h;
-  uint32_t opened, complaints, breaches;
-  uint32_t fr_n, res_n, fcr_n;
-  uint64_t fr_sum, res_sum;
+  uint32_t c[TP_W_SUP32];
+  uint64_t c64[TP_W_SUP - TP_W_SUP32];
   tp_shist_t fr, res;
 } tp_sup_bucket_t;
 
 typedef struct {
   tp_bhdr_t h;
-  uint32_t orders, returns;
+  uint32_t c[TP_W_COM];
 } tp_com_bucket_t;
-
-/* A window's sums over its buckets. */
-typedef struct {
-  uint64_t responses, csat[5], nps[3], ces_n, ces_sum, cli_n, cli_sum3;
-  uint64_t opened, complaints, breaches, fr_n, res_n, fcr_n, fr_sum, res_sum;
-  uint64_t orders, returns;
-} tp_agg_t;
-
-/* The fields of tp_agg_t one source uses, packed as words (tp__agg_pack). */
-#define TP_AGG_WORDS_MAX 13
 
 /*
  * The quantiles of a support window, in this order: first response p50,
@@ -90,7 +112,8 @@ typedef struct {
   tp_metric_t metrics[TP_MAX_SOURCE_METRICS]; /* this source's metrics */
   size_t n_metrics;
   size_t bucket_size;
-  size_t agg_words;         /* words of a window's sums (tp__agg_pack) */
+  size_t agg_words;         /* words of a window's sums (TP_W_FB etc.) */
+  size_t agg32;             /* how many of them count 32-bit bucket counters */
   size_t pub_words;         /* published per view: the sums, then quantiles */
   size_t ring_len;
   size_t wheel_len;
@@ -138,7 +161,7 @@ typedef struct tp_entry_s {
   uint32_t ring_tag[TP_RING_SPARSE_MAX];
   tp_rule_state_t *rules;       /* [kind->n_rules] */
   /* [kind->n_views * kind->pub_words]: per window, its running sums
-   * (tp__agg_pack) and for support its quantiles (double bits, NaN when
+   * (TP_W_*) and for support its quantiles (double bits, NaN when
    * undefined) */
   _Atomic uint64_t *sums;
   const char *touchpoint;       /* points into key, not NUL-terminated */
@@ -316,23 +339,18 @@ void tp__state_unregister(tp_state_t *st, tp_part_t *p);
 size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
                      size_t tp_len, char *key);
 
-/** Add (sign > 0) or subtract the counts of bucket h to window sums. */
-void tp__agg_apply(tp_source_t src, tp_agg_t *agg, const tp_bhdr_t *h, int sign);
-/** @returns how many words tp__agg_pack() writes for src. */
-size_t tp__agg_words(tp_source_t src);
-/** The fields of agg that src uses, as tp__agg_words(src) words, and back
- * (unpack zeroes the other fields). */
-void tp__agg_pack(tp_source_t src, const tp_agg_t *agg, uint64_t *w);
-void tp__agg_unpack(tp_source_t src, const uint64_t *w, tp_agg_t *agg);
+/** Add (sign > 0) or subtract the counters of bucket h to a window's sums
+ * w (kind->agg_words words). */
+void tp__agg_apply(const tp_kind_t *kind, uint64_t *w, const tp_bhdr_t *h, int sign);
 /** Merge the histograms of e's support buckets in [end - len, end). */
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
                            int64_t end, int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res);
 /** The TP_QUANTILES quantiles of merged histograms (NaN where empty). */
 void tp__quantiles(tp_hist_merge_t *fr, uint64_t fr_n, tp_hist_merge_t *res, uint64_t res_n,
                    double q[TP_QUANTILES]);
-/** One metric of a window from its sums; q holds its quantiles (support) or
- * is NULL (quantile metrics then undefined). */
-tp_metric_value_t tp__metric_value(tp_metric_t m, const tp_agg_t *agg, const double *q);
+/** One metric of a window from its sums w (of the metric's source); q holds
+ * its quantiles (support) or is NULL (quantile metrics then undefined). */
+tp_metric_value_t tp__metric_value(tp_metric_t m, const uint64_t *w, const double *q);
 
 /**
  * For tests: the published value of one metric of a touchpoint in a
