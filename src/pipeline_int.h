@@ -106,6 +106,9 @@ struct tp_pipeline_s {
   /* Workers held after consecutive transaction aborts (coordinator thread
    * only): resume_workers() leaves them paused until this (tp_mono_ns). */
   uint64_t hold_until_ns;
+  /* Coordinator only: checkpoints since start and how long they held the
+   * workers (the "caught up" log line reports them). */
+  uint64_t checkpoints, checkpoint_hold_ns;
 
   pctx_t **ctxs; /* every assigned partition; changed only while paused,
                   * and under ctx_lock for readers that are not workers */

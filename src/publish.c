@@ -14,6 +14,7 @@
 
 struct tp_publisher_s {
   rd_kafka_t *rk;
+  rd_kafka_topic_t *alerts, *deadletter; /* handles held for the producer's life */
   const tp_config_t *cfg;
   bool transactional;
   _Atomic uint64_t pending; /* produced since the transaction began / last flush */
@@ -220,6 +221,13 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
     snprintf(errstr, errstr_size, "producer: %s", err);
     goto err;
   }
+  pub->alerts = rd_kafka_topic_new(pub->rk, cfg->topics[TP_TOPIC_ALERTS], NULL);
+  pub->deadletter = rd_kafka_topic_new(pub->rk, cfg->topics[TP_TOPIC_DEADLETTER], NULL);
+  if (pub->alerts == NULL || pub->deadletter == NULL) {
+    snprintf(errstr, errstr_size, "producer: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    tp_publisher_destroy(pub);
+    return NULL;
+  }
   return pub;
 err:
   if (conf)
@@ -232,6 +240,10 @@ err:
 void tp_publisher_destroy(tp_publisher_t *pub) {
   if (pub == NULL)
     return;
+  if (pub->alerts)
+    rd_kafka_topic_destroy(pub->alerts);
+  if (pub->deadletter)
+    rd_kafka_topic_destroy(pub->deadletter);
   if (pub->rk)
     rd_kafka_destroy(pub->rk);
   tp_kstats_destroy(pub->kstats);
@@ -269,10 +281,24 @@ static void nap_ms(int ms) {
     nap_ms(5);                                                                                     \
   }
 
+void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms) {
+  rd_kafka_topic_t *rkts[] = {pub->alerts, pub->deadletter};
+  for (size_t i = 0; i < sizeof(rkts) / sizeof(rkts[0]); i++) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(pub->rk, 0, rkts[i], &md, timeout_ms);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err)
+      err = md->topics[0].err;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      tp_log_warn("producer: looking up topic %s: %s", rd_kafka_topic_name(rkts[i]),
+                  rd_kafka_err2str(err));
+    if (md != NULL)
+      rd_kafka_metadata_destroy(md);
+  }
+}
+
 tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
                             const void *value, size_t value_len) {
-  const char *topic = pub->cfg->topics[TP_TOPIC_ALERTS];
-  PRODUCE_LOOP(pub, rd_kafka_producev(pub->rk, RD_KAFKA_V_TOPIC(topic),
+  PRODUCE_LOOP(pub, rd_kafka_producev(pub->rk, RD_KAFKA_V_RKT(pub->alerts),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                       RD_KAFKA_V_KEY(key, key_len),
                                       RD_KAFKA_V_VALUE((void *)value, value_len),
@@ -284,12 +310,12 @@ tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len
 
 tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *orig,
                                  const char *source_topic, const char *error) {
-  const char *topic = pub->cfg->topics[TP_TOPIC_DEADLETTER];
   char partition[16], offset[24];
   snprintf(partition, sizeof(partition), "%d", (int)orig->partition);
   snprintf(offset, sizeof(offset), "%lld", (long long)orig->offset);
   PRODUCE_LOOP(pub, rd_kafka_producev(
-                        pub->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        pub->rk, RD_KAFKA_V_RKT(pub->deadletter),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                         RD_KAFKA_V_KEY(orig->key, orig->key_len),
                         RD_KAFKA_V_VALUE(orig->payload, orig->len),
                         RD_KAFKA_V_HEADER("error", error, -1),

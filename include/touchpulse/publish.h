@@ -45,6 +45,15 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
 void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size);
 void tp_publisher_destroy(tp_publisher_t *pub);
 
+/**
+ * @brief Look up the alert and dead-letter topics' partitions now. Without
+ *        it, librdkafka looks a topic up when the first message for it is
+ *        produced and that message (and a checkpoint waiting for it) waits
+ *        for its next metadata refresh, up to a second. Logs a warning for
+ *        a topic the brokers do not know; never fails. @thread coordinator
+ */
+void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms);
+
 /** Queue an alert keyed by touchpoint. @returns TP_OK or TP_ECLOSED. @thread any */
 tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
                             const void *value, size_t value_len);
