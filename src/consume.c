@@ -959,6 +959,36 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
  * commit takes a few ms and the 5 ms rule decides. */
 #define ALERT_COMMIT_NS (5u * 1000000u)
 #define ALERT_COMMIT_DUTY 3u
+/* While the input is more than ALERT_COMMIT_BACKLOG records behind, alerts
+ * are late by the backlog anyway: the workers get the time instead, a
+ * checkpoint for alerts waiting ALERT_COMMIT_DUTY_BEHIND times as long as
+ * the last one held them (commit_interval still applies). */
+#define ALERT_COMMIT_BACKLOG 10000
+#define ALERT_COMMIT_DUTY_BEHIND 20u
+
+/* Records of the assigned partitions not processed yet, from the high
+ * watermarks of the last fetch responses (no request). @thread coordinator */
+static int64_t input_backlog(tp_pipeline_t *pl) {
+  int64_t sum = 0;
+  for (size_t i = 0; i < pl->n_ctx; i++) {
+    pctx_t *c = pl->ctxs[i];
+    int64_t pos = atomic_load_explicit(&c->position, memory_order_relaxed), lo = -1, hi = -1;
+    rd_kafka_get_watermark_offsets(pl->rk, pl->cfg->topics[c->src], c->partition, &lo, &hi);
+    if (pos < 0)
+      pos = lo;
+    if (hi >= 0 && pos >= 0 && hi > pos)
+      sum += hi - pos;
+  }
+  return sum;
+}
+
+static bool alert_checkpoint_due(tp_pipeline_t *pl, uint64_t since, uint64_t last_cost) {
+  if (tp_publisher_pending(pl->pub) == 0 || since < ALERT_COMMIT_NS ||
+      since < ALERT_COMMIT_DUTY * last_cost)
+    return false;
+  return since >= ALERT_COMMIT_DUTY_BEHIND * last_cost ||
+         input_backlog(pl) <= ALERT_COMMIT_BACKLOG;
+}
 
 /* Logs "caught up" when every assigned partition has been processed to the
  * end of its log: the first time after start, however short the backlog
@@ -1020,7 +1050,6 @@ static void *coordinator_main(void *arg) {
   tp_publisher_prepare_topics(pl->pub, 5000);
   while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
     uint64_t since = tp_mono_ns() - last;
-    bool pending = tp_publisher_pending(pl->pub) > 0;
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, COORDINATOR_POLL_MS);
     if (msg) {
       /* Records arrive on the workers' queues; the main queue only carries
@@ -1041,8 +1070,7 @@ static void *coordinator_main(void *arg) {
         resume_workers(pl);
         last = tp_mono_ns();
       }
-    } else if (since >= interval_ns ||
-               (pending && since >= ALERT_COMMIT_NS && since >= ALERT_COMMIT_DUTY * last_cost)) {
+    } else if (since >= interval_ns || alert_checkpoint_due(pl, since, last_cost)) {
       uint64_t began = tp_mono_ns();
       pause_workers(pl);
       uint64_t aborts = atomic_load(&pl->txn_aborts);
