@@ -146,6 +146,24 @@ static pctx_t *find_ctx(worker_t *w, int src, int32_t partition) {
   return NULL;
 }
 
+/* The worker's context of msg's partition, or NULL (revoked, or not an
+ * input topic). Records of a batch come in runs of one partition: the last
+ * answer is kept for the next record. */
+static pctx_t *ctx_of(worker_t *w, const rd_kafka_message_t *msg) {
+  if (msg->rkt == NULL)
+    return NULL;
+  if (msg->rkt == w->last_rkt && msg->partition == w->last_partition)
+    return w->last_ctx;
+  int src = topic_source(w->pl->cfg, rd_kafka_topic_name(msg->rkt));
+  pctx_t *ctx = src < 0 ? NULL : find_ctx(w, src, msg->partition);
+  if (ctx != NULL) {
+    w->last_rkt = msg->rkt;
+    w->last_partition = msg->partition;
+    w->last_ctx = ctx;
+  }
+  return ctx;
+}
+
 static void reject(worker_t *w, pctx_t *ctx, const rd_kafka_message_t *msg, tp_reject_t reason,
                    const char *detail, bool count) {
   tp_pipeline_t *pl = w->pl;
@@ -195,8 +213,8 @@ static void observe_latency(worker_t *w, int src, const rd_kafka_message_t *msg)
 static void process(worker_t *w, rd_kafka_message_t *msg) {
   tp_pipeline_t *pl = w->pl;
   const tp_config_t *cfg = pl->cfg;
-  int src = topic_source(cfg, rd_kafka_topic_name(msg->rkt));
-  pctx_t *ctx = src < 0 ? NULL : find_ctx(w, src, msg->partition);
+  pctx_t *ctx = ctx_of(w, msg);
+  int src = ctx != NULL ? (int)ctx->src : topic_source(cfg, rd_kafka_topic_name(msg->rkt));
 
   if (msg->err) {
     if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -334,10 +352,34 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
   return n;
 }
 
+/*
+ * Records are keyed by touchpoint (SPEC): while one record is processed,
+ * the touchpoint table slot of the record PREFETCH_SLOT places later is
+ * fetched from its key, and the entry of the record PREFETCH_ENTRY places
+ * later from its slot, so that their lookups find them in the cache. A
+ * record keyed otherwise only wastes the hint.
+ */
+#define PREFETCH_SLOT 8
+#define PREFETCH_ENTRY 4
+
+static uint64_t hint_slot(worker_t *w, const rd_kafka_message_t *msg) {
+  pctx_t *ctx = msg->err ? NULL : ctx_of(w, msg);
+  if (ctx == NULL || msg->key == NULL)
+    return 0;
+  return tp_part_prefetch(ctx->part, msg->key, msg->key_len);
+}
+
+static void hint_entry(worker_t *w, const rd_kafka_message_t *msg, uint64_t hint) {
+  pctx_t *ctx = hint == 0 ? NULL : ctx_of(w, msg);
+  if (ctx != NULL)
+    tp_part_prefetch_entry(ctx->part, hint);
+}
+
 static void *worker_main(void *arg) {
   worker_t *w = arg;
   tp_pipeline_t *pl = w->pl;
   rd_kafka_message_t *msgs[BATCH];
+  uint64_t hints[BATCH];
   while (!atomic_load(&pl->workers_quit) && !w->halted) {
     worker_barrier(w);
     w->rewind_gen = atomic_load(&pl->rewind_gen);
@@ -348,7 +390,14 @@ static void *worker_main(void *arg) {
     worker_barrier(w);
     bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen;
     w->now = pl->now_ms();
+    w->last_rkt = NULL;
+    for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++)
+      hints[i] = hint_slot(w, msgs[i]);
     for (size_t i = 0; i < n; i++) {
+      if (!stale && i + PREFETCH_SLOT < n)
+        hints[i + PREFETCH_SLOT] = hint_slot(w, msgs[i + PREFETCH_SLOT]);
+      if (!stale && i + PREFETCH_ENTRY < n)
+        hint_entry(w, msgs[i + PREFETCH_ENTRY], hints[i + PREFETCH_ENTRY]);
       if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
         process(w, msgs[i]);
       rd_kafka_message_destroy(msgs[i]);

@@ -74,6 +74,11 @@ typedef struct worker_s {
   bool halted;   /* a produce was refused while stopping: stop applying */
   uint64_t rewind_gen; /* pl->rewind_gen when the batch in hand was fetched */
   int64_t now;   /* wall clock sampled once per batch */
+  /* The partition of the last record looked up (ctx_of() in consume.c);
+   * cleared with every batch, as partitions change only between batches. */
+  const rd_kafka_topic_t *last_rkt;
+  int32_t last_partition;
+  struct pctx_s *last_ctx;
   int64_t last_idle_check;
   wstats_t stats;
 } worker_t;

@@ -113,6 +113,18 @@ void tp_part_destroy(tp_part_t *part);
 tp_apply_t tp_part_apply(tp_part_t *part, const tp_event_t *ev);
 
 /**
+ * @brief Hint that an event of touchpoint tp (len bytes) comes soon: starts
+ *        fetching its slot of the touchpoint table into the cache, so the
+ *        lookup in tp_part_apply() finds it there. Changes nothing.
+ * @returns a value for tp_part_prefetch_entry(), a few events later.
+ */
+uint64_t tp_part_prefetch(const tp_part_t *part, const char *tp, size_t len);
+
+/** Second step of the hint, once the slot had time to arrive: starts
+ *  fetching the touchpoint's entry that the slot points to. */
+void tp_part_prefetch_entry(const tp_part_t *part, uint64_t hint);
+
+/**
  * @brief Raise the watermark to at least wm without an event (an idle
  *        partition following the others). No-op before the first event.
  */

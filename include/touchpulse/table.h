@@ -49,6 +49,14 @@ tp_table_t *tp_table_new(size_t max_entries, char *errstr, size_t errstr_size);
 /** Free the table (not the nodes). NULL-safe. Runs every pending retire. */
 void tp_table_destroy(tp_table_t *tbl);
 
+/** Start fetching the slot a lookup of hash reads first (a hint). */
+void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash);
+
+/** The node a lookup of hash would compare first if its tag matches, else
+ *  NULL, without comparing keys: for prefetching only (never dereference
+ *  it: it may be removed meanwhile). @thread any, in or out of a read section */
+const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash);
+
 /**
  * @brief Find the node with this key.
  * @returns the node (borrowed: valid until removed and reclaimed), or NULL.

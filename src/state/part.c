@@ -27,6 +27,7 @@
  * watermark jump over days costs no more than the boundaries with work.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -642,6 +643,26 @@ void tp_part_destroy(tp_part_t *p) {
   tp_free(p->merge_fr);
   tp_free(p->merge_res);
   tp_free(p);
+}
+
+uint64_t tp_part_prefetch(const tp_part_t *p, const char *tp, size_t len) {
+  if (len == 0 || len > TP_TOUCHPOINT_MAX)
+    return 0;
+  char key[TP_KEY_PREFIX + TP_TOUCHPOINT_MAX];
+  size_t key_len = tp__state_key(p->src, p->partition, tp, len, key);
+  uint64_t hash = tp_hash64(key, key_len, 0);
+  tp_table_prefetch(p->kind->table, hash);
+  return hash;
+}
+
+void tp_part_prefetch_entry(const tp_part_t *p, uint64_t hint) {
+  const char *e = tp_table_peek(p->kind->table, hint);
+  if (e == NULL)
+    return;
+  /* The header with the ring tags, and the key the lookup compares. */
+  __builtin_prefetch(e);
+  __builtin_prefetch(e + 64);
+  __builtin_prefetch(e + offsetof(tp_entry_t, key));
 }
 
 static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {

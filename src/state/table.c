@@ -316,6 +316,17 @@ void tp_table_destroy(tp_table_t *tbl) {
  */
 void (*tp__table_insert_pause)(void);
 
+void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash) {
+  __builtin_prefetch((const void *)&tbl->slots[(size_t)hash & tbl->mask]);
+}
+
+const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash) {
+  uintptr_t w = atomic_load_explicit(&tbl->slots[(size_t)hash & tbl->mask], memory_order_relaxed);
+  if ((w & (TAG_MASK | SLOT_LOW_BITS)) != (tag_bits(hash) | SLOT_TAGGED))
+    return NULL;
+  return slot_node(w);
+}
+
 tp_table_node_t *tp_table_get(const tp_table_t *tbl, uint64_t hash,
                               const void *key, size_t key_len) {
   const uintptr_t want = tag_bits(hash) | SLOT_TAGGED;

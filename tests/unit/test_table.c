@@ -97,6 +97,23 @@ Test(table, get_finds_inserted_node_and_misses_absent_key) {
   tp_table_destroy(tbl);
 }
 
+/* The prefetch hint's peek: the node in a hash's home slot when its tag
+ * matches, nothing for an empty slot or another key's tag. */
+Test(table, peek_names_the_home_slot_node_of_a_matching_tag_only) {
+  tp_table_t *tbl = table_new(16);
+  entry_t a, b;
+  entry_set_hash(&a, "a", colliding_hash(0));
+  entry_set_hash(&b, "b", colliding_hash(1)); /* same home slot, other tag */
+  cr_assert_null(tp_table_peek(tbl, a.node.hash));
+  cr_assert_eq(tp_table_insert(tbl, &a.node, NULL), TP_OK);
+  cr_assert_eq(tp_table_peek(tbl, a.node.hash), &a.node);
+  cr_assert_null(tp_table_peek(tbl, b.node.hash));
+  tp_table_prefetch(tbl, b.node.hash); /* a hint: changes nothing */
+  cr_assert_eq(get_key(tbl, &a), &a.node);
+  cr_assert_null(get_key(tbl, &b));
+  tp_table_destroy(tbl);
+}
+
 Test(table, insert_of_present_key_returns_eexist_with_existing) {
   tp_table_t *tbl = table_new(16);
   entry_t a, dup;
