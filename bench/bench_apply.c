@@ -42,7 +42,7 @@ typedef struct {
   uint8_t *data;
   size_t *off;
   uint8_t *src;
-  char (*key)[24]; /* the record's Kafka key: its touchpoint (SPEC) */
+  char (*key)[32]; /* the record's Kafka key: its touchpoint (SPEC) */
 } records_t;
 
 static uint64_t alerts;
