@@ -70,8 +70,12 @@ fetch() {
   fi
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_ports() { # N: N distinct free ports, one per line (all bound at once,
+  # so two picks never return the same port, as two separate picks can)
+  python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 kjava() { # kjava DIR CLASS ARGS...
@@ -157,11 +161,13 @@ start() {
   fetch
   rm -rf "$dir"
   mkdir -p "$dir/data" "$dir/logs"
+  local ports
+  mapfile -t ports < <(free_ports 3)
   {
-    echo "KAFKA_PORT=$(free_port)"
-    echo "KAFKA_CONTROLLER_PORT=$(free_port)"
+    echo "KAFKA_PORT=${ports[0]}"
+    echo "KAFKA_CONTROLLER_PORT=${ports[1]}"
     if [ "$sasl" = --sasl ]; then
-      echo "KAFKA_SASL_PORT=$(free_port)"
+      echo "KAFKA_SASL_PORT=${ports[2]}"
       echo "KAFKA_SASL_PASSWORD=tp-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
     fi
     if [ "$version" != 4.1.2 ]; then echo "KAFKA_VERSION=$version"; fi
