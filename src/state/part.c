@@ -406,6 +406,12 @@ static void emit(tp_part_t *p, tp_entry_t *e, const tp_rule_t *rule, tp_alert_st
 }
 
 
+/* Whether support bucket h (or NULL) holds response or resolution times. */
+static bool has_durations(const tp_bhdr_t *h) {
+  const tp_sup_bucket_t *b = (const tp_sup_bucket_t *)h;
+  return b != NULL && (b->c[TP_W_FR_N] > 0 || b->c[TP_W_RES_N] > 0);
+}
+
 /* Evaluate one entry at boundary T (index bi = T / step). */
 static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   const tp_kind_t *kind = p->kind;
@@ -437,11 +443,7 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
      * bucket with durations entered or left it; otherwise the published
      * ones still hold. */
     if (p->merge_fr != NULL) {
-      const tp_sup_bucket_t *b_in = (const tp_sup_bucket_t *)in;
-      const tp_sup_bucket_t *b_out = (const tp_sup_bucket_t *)out;
-      bool moved = (b_in != NULL && (b_in->c[TP_W_FR_N] > 0 || b_in->c[TP_W_RES_N] > 0)) ||
-                   (b_out != NULL && (b_out->c[TP_W_FR_N] > 0 || b_out->c[TP_W_RES_N] > 0));
-      if (moved) {
+      if (has_durations(in) || has_durations(out)) {
         double q[TP_QUANTILES];
         if (vw[TP_W_FR_N] > 0 || vw[TP_W_RES_N] > 0)
           tp__entry_merge_hists(kind, step, e, T, kind->view_ms[v], p->merge_fr, p->merge_res);
