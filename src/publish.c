@@ -27,6 +27,8 @@ struct tp_publisher_s {
   bool committing;      /* commit_transaction timed out and must be resumed */
   _Atomic bool has_failure;
   char failure[640]; /* why the producer failed, written once before has_failure */
+  char txn_id[512];  /* transactional.id, when transactional */
+  unsigned renewals; /* producers replaced since the last commit (recover()) */
 };
 
 /* Message opaques tell the delivery report which counters to bump. */
@@ -165,19 +167,13 @@ void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size)
   snprintf(out, size, "%s-%s-%d", group ? group : "touchpulse", host, (int)getpid());
 }
 
-tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
-  tp_publisher_t *pub = tp_calloc(1, sizeof(*pub));
-  if (pub == NULL) {
-    snprintf(errstr, errstr_size, "producer: out of memory");
-    return NULL;
-  }
-  pub->cfg = cfg;
-  pub->kstats = tp_kstats_new("producer");
-  if (pub->kstats == NULL) {
-    snprintf(errstr, errstr_size, "producer: out of memory");
-    tp_free(pub);
-    return NULL;
-  }
+/*
+ * Creates pub's librdkafka producer and its topic handles from pub->cfg
+ * (pub->txn_id set when transactional). Called again to replace a producer
+ * that librdkafka declared unusable (recover()).
+ */
+static tp_err_t open_producer(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
+  const tp_config_t *cfg = pub->cfg;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char err[256];
   /* Low latency for alerts by default; the kafka section may override. A
@@ -190,21 +186,15 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
    * workers wait for room (backpressure) instead of buffering up to
    * librdkafka's default of 1 GiB of dead-lettered records. */
   rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", "65536", err, sizeof(err));
-  if (cfg->exactly_once)
+  if (pub->transactional)
     rd_kafka_conf_set(conf, "transaction.timeout.ms", "10000", err, sizeof(err));
   if (tp__kafka_conf_apply(conf, cfg, true, errstr, errstr_size) != TP_OK)
     goto err;
-  if (cfg->exactly_once) {
-    char id[512];
-    if (cfg->transactional_id[0])
-      snprintf(id, sizeof(id), "%s", cfg->transactional_id);
-    else
-      tp_publisher_default_txn_id(cfg, id, sizeof(id));
-    if (rd_kafka_conf_set(conf, "transactional.id", id, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      snprintf(errstr, errstr_size, "producer: %s", err);
-      goto err;
-    }
-    pub->transactional = true;
+  if (pub->transactional &&
+      rd_kafka_conf_set(conf, "transactional.id", pub->txn_id, err, sizeof(err)) !=
+          RD_KAFKA_CONF_OK) {
+    snprintf(errstr, errstr_size, "producer: %s", err);
+    goto err;
   }
   if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) !=
       RD_KAFKA_CONF_OK) {
@@ -225,27 +215,57 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
   pub->deadletter = rd_kafka_topic_new(pub->rk, cfg->topics[TP_TOPIC_DEADLETTER], NULL);
   if (pub->alerts == NULL || pub->deadletter == NULL) {
     snprintf(errstr, errstr_size, "producer: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    return TP_EKAFKA;
+  }
+  return TP_OK;
+err:
+  rd_kafka_conf_destroy(conf);
+  return TP_ECONFIG;
+}
+
+/* Destroys pub's producer, dropping whatever it still holds. */
+static void close_producer(tp_publisher_t *pub) {
+  if (pub->alerts)
+    rd_kafka_topic_destroy(pub->alerts);
+  if (pub->deadletter)
+    rd_kafka_topic_destroy(pub->deadletter);
+  pub->alerts = pub->deadletter = NULL;
+  if (pub->rk)
+    rd_kafka_destroy(pub->rk);
+  pub->rk = NULL;
+}
+
+tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
+  tp_publisher_t *pub = tp_calloc(1, sizeof(*pub));
+  if (pub == NULL) {
+    snprintf(errstr, errstr_size, "producer: out of memory");
+    return NULL;
+  }
+  pub->cfg = cfg;
+  pub->kstats = tp_kstats_new("producer");
+  if (pub->kstats == NULL) {
+    snprintf(errstr, errstr_size, "producer: out of memory");
+    tp_free(pub);
+    return NULL;
+  }
+  if (cfg->exactly_once) {
+    pub->transactional = true;
+    if (cfg->transactional_id[0])
+      snprintf(pub->txn_id, sizeof(pub->txn_id), "%s", cfg->transactional_id);
+    else
+      tp_publisher_default_txn_id(cfg, pub->txn_id, sizeof(pub->txn_id));
+  }
+  if (open_producer(pub, errstr, errstr_size) != TP_OK) {
     tp_publisher_destroy(pub);
     return NULL;
   }
   return pub;
-err:
-  if (conf)
-    rd_kafka_conf_destroy(conf);
-  tp_kstats_destroy(pub->kstats);
-  tp_free(pub);
-  return NULL;
 }
 
 void tp_publisher_destroy(tp_publisher_t *pub) {
   if (pub == NULL)
     return;
-  if (pub->alerts)
-    rd_kafka_topic_destroy(pub->alerts);
-  if (pub->deadletter)
-    rd_kafka_topic_destroy(pub->deadletter);
-  if (pub->rk)
-    rd_kafka_destroy(pub->rk);
+  close_producer(pub);
   tp_kstats_destroy(pub->kstats);
   tp_free(pub);
 }
@@ -342,7 +362,55 @@ tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms) {
 
 bool tp_publisher_transactional(const tp_publisher_t *pub) { return pub->transactional; }
 
+/*
+ * librdkafka declares the producer unusable ("fatal") when the broker
+ * answers an abort with INVALID_TXN_STATE, meaning the transaction
+ * coordinator holds no open transaction of ours. A broker restart causes it:
+ * when the request that would have opened the transaction on the broker (an
+ * AddOffsetsToTxn, say) is lost with the connection, librdkafka cannot know
+ * whether the broker saw it and ends the transaction to be safe; the
+ * restarted broker, which never saw it, refuses. Nothing of that transaction
+ * can be committed any more, so the producer is replaced: the new one's
+ * init_transactions, under the same transactional.id, fences the old one and
+ * aborts whatever was left open, as when the process restarts, and the
+ * caller rewinds its input to the committed offsets as after any abort.
+ * Fencing errors stay fatal: another instance owns the transactional.id. At
+ * most RENEWALS_MAX replacements without a commit in between.
+ */
+#define RENEWALS_MAX 3u
+
+static bool renewable(const tp_publisher_t *pub, const rd_kafka_error_t *e, bool failed_before) {
+  return pub->transactional && !failed_before && !atomic_load(&pub->stopped) &&
+         rd_kafka_error_is_fatal(e) &&
+         rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_INVALID_TXN_STATE &&
+         pub->renewals < RENEWALS_MAX;
+}
+
+/* Replaces the producer after e (renewable()), consumed. The workers are
+ * paused: nothing else uses the producer meanwhile. */
+static tp_err_t renew(tp_publisher_t *pub, rd_kafka_error_t *e, char *errstr, size_t errstr_size) {
+  pub->renewals++;
+  tp_log_warn("producer: %s; replacing the producer: its transaction is abandoned, the input "
+              "is rewound to the committed offsets",
+              rd_kafka_error_string(e));
+  rd_kafka_error_destroy(e);
+  rd_kafka_purge(pub->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  close_producer(pub);
+  /* The fatal error may have reached error_cb already: it is dealt with. */
+  atomic_store(&pub->has_failure, false);
+  atomic_store(&pub->failed, false);
+  pub->committing = false;
+  atomic_store(&pub->pending, 0);
+  atomic_store(&pub->doomed, false);
+  if (open_producer(pub, errstr, errstr_size) != TP_OK) {
+    atomic_store(&pub->failed, true);
+    return TP_EKAFKA;
+  }
+  return tp_publisher_txn_start(pub, 60000, &pub->stopped, errstr, errstr_size);
+}
+
 tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
+  bool failed_before = atomic_load(&pub->failed);
   /* Aborting while the producer is still registering partitions with the
    * transaction can make the broker refuse EndTxn with INVALID_TXN_STATE,
    * a fatal error (librdkafka issue #4849). Let those requests finish. */
@@ -355,6 +423,8 @@ tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr
       break;
     rd_kafka_error_destroy(e);
   }
+  if (e != NULL && renewable(pub, e, failed_before))
+    return renew(pub, e, errstr, errstr_size);
   pub->committing = false;
   if (e == NULL)
     e = rd_kafka_begin_transaction(pub->rk);
@@ -385,8 +455,13 @@ static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_
   if (rd_kafka_error_is_retriable(e)) {
     rc = TP_EAGAIN;
   } else if (rd_kafka_error_txn_requires_abort(e)) {
+    bool failed_before = atomic_load(&pub->failed);
     rd_kafka_error_t *a = rd_kafka_abort_transaction(pub->rk, 30000);
-    if (a != NULL) {
+    if (a != NULL && renewable(pub, a, failed_before)) {
+      char rerr[512];
+      if (renew(pub, a, rerr, sizeof(rerr)) != TP_OK)
+        tp_log_error("%s", rerr);
+    } else if (a != NULL) {
       tp_log_error("abort_transaction: %s", rd_kafka_error_string(a));
       atomic_store(&pub->failed, true);
       rd_kafka_error_destroy(a);
@@ -478,6 +553,7 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
       return TP_EAGAIN; /* still committing: call again */
   }
   pub->committing = false;
+  pub->renewals = 0;
   atomic_store(&pub->pending, 0);
   rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
   if (e != NULL) {

@@ -555,3 +555,108 @@ Test(pipeline, the_first_alert_does_not_wait_for_a_topic_lookup, .timeout = 60) 
   double ms = first_delivery_ms(true);
   cr_expect_lt(ms, 200, "the first alert took %.0f ms to deliver", ms);
 }
+
+/* ---- a producer the broker refuses to abort -------------------------------- */
+
+#define KAFKA_API_END_TXN 26 /* the Kafka protocol's ApiKey of EndTxn */
+
+/* A transactional publisher on c, its first transaction open. */
+static tp_publisher_t *txn_publisher(cluster_t *c, tp_config_t **cfg) {
+  char yaml[512], err[512];
+  snprintf(yaml, sizeof(yaml),
+           "kafka: {bootstrap.servers: '%s'}\n"
+           "processing: {exactly_once: true, transactional_id: tp-renew}\n"
+           "log: {level: error}\n",
+           c->bootstrap);
+  *cfg = cfg_from_yaml(yaml);
+  tp_publisher_t *pub = tp_publisher_new(*cfg, err, sizeof(err));
+  cr_assert_not_null(pub, "%s", err);
+  cr_assert_eq(tp_publisher_txn_start(pub, 30000, NULL, err, sizeof(err)), TP_OK, "%s", err);
+  return pub;
+}
+
+/* Whether a read_committed reader finds value on cx.alerts within 10 s. */
+static bool alert_readable(cluster_t *c, const char *value) {
+  rd_kafka_t *rd = reader(c, "cx.alerts");
+  bool found = false;
+  uint64_t give_up = tp_mono_ns() + 10ull * 1000000000u;
+  while (!found && tp_mono_ns() < give_up) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rd, 100);
+    if (m == NULL)
+      continue;
+    found = !m->err && m->len == strlen(value) && memcmp(m->payload, value, m->len) == 0;
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_destroy(rd);
+  return found;
+}
+
+/*
+ * After a broker restart the transaction coordinator can answer an abort
+ * with INVALID_TXN_STATE (it never saw the transaction begin), which
+ * librdkafka makes fatal. The publisher replaces its producer under the same
+ * transactional.id and opens a new transaction: the abort succeeds and the
+ * next transaction commits.
+ */
+Test(pipeline, an_abort_refused_with_invalid_txn_state_replaces_the_producer, .timeout = 120) {
+  cluster_t c;
+  cluster_init(&c);
+  tp_config_t *cfg;
+  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  char err[512];
+  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "before", 6), TP_OK);
+  rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
+                                    RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
+  cr_assert_eq(tp_publisher_txn_abort(pub, err, sizeof(err)), TP_OK, "%s", err);
+  cr_expect_not(tp_publisher_failed(pub));
+  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "after", 5), TP_OK);
+  cr_assert_eq(tp_publisher_txn_commit(pub, NULL, NULL, 10000, err, sizeof(err)), TP_OK, "%s",
+               err);
+  cr_expect(alert_readable(&c, "after"), "the replacement producer's commit is not readable");
+  tp_publisher_destroy(pub);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
+
+/* A refusal that keeps coming back is not papered over: the fourth
+ * replacement without a commit in between fails the publisher. */
+Test(pipeline, replacing_the_producer_is_bounded_without_a_commit, .timeout = 180) {
+  cluster_t c;
+  cluster_init(&c);
+  tp_config_t *cfg;
+  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  char err[512];
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "x", 1), TP_OK);
+    rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
+                                      RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
+    tp_err_t rc = tp_publisher_txn_abort(pub, err, sizeof(err));
+    if (i < 3) {
+      cr_assert_eq(rc, TP_OK, "abort %d: %s", i + 1, err);
+    } else {
+      cr_expect_eq(rc, TP_EKAFKA, "the fourth refusal in a row was accepted");
+      cr_expect(tp_publisher_failed(pub));
+    }
+  }
+  tp_publisher_destroy(pub);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
+
+/* Being fenced means another instance holds the transactional.id: that
+ * stays fatal, the producer is not replaced (it would fence the other). */
+Test(pipeline, a_fenced_producer_is_not_replaced, .timeout = 120) {
+  cluster_t c;
+  cluster_init(&c);
+  tp_config_t *cfg;
+  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  char err[512];
+  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "x", 1), TP_OK);
+  rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
+                                    RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+  cr_expect_eq(tp_publisher_txn_abort(pub, err, sizeof(err)), TP_EKAFKA);
+  cr_expect(tp_publisher_failed(pub));
+  tp_publisher_destroy(pub);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
