@@ -114,6 +114,10 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
                                  char *errstr, size_t errstr_size);
 
 /** Abort the open transaction and begin the next one (a lost assignment).
+ *  When the broker refuses the abort with INVALID_TXN_STATE (it does not
+ *  know the transaction, after a restart), which librdkafka makes fatal,
+ *  the producer is replaced by a new one with the same transactional.id,
+ *  at most 3 times without a commit in between.
  *  @returns TP_OK or TP_EKAFKA (the publisher failed). */
 tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size);
 /** @returns true when a message was refused because the open transaction
