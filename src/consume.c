@@ -1095,10 +1095,11 @@ static void *coordinator_main(void *arg) {
         !atomic_load(&pl->stop_req))
       set_failed(pl, err);
   }
-  /* tp_publisher_prepare_topics() is not called here yet: the real-broker
-   * broker-restart test started failing (a fatal INVALID_TXN_STATE when
-   * aborting after the restart) in the same series of changes, and it
-   * fails without this call too; kept off until the cause is found. */
+  /* Before the first record: the first alert need not wait for a lookup.
+   * Not when starting already failed (wrong credentials, say): the lookup
+   * could only wait for its timeout. */
+  if (!atomic_load(&pl->failed) && !atomic_load(&pl->stop_req))
+    tp_publisher_prepare_topics(pl->pub, 5000);
   while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
     uint64_t since = tp_mono_ns() - last;
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, COORDINATOR_POLL_MS);
