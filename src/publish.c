@@ -492,13 +492,16 @@ tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, const _Atom
     rd_kafka_error_t *e = rd_kafka_init_transactions(pub->rk, 500);
     if (e == NULL)
       break;
-    tp_err_t rc = txn_error(pub, "init_transactions", e, errstr, errstr_size);
+    /* Retriable or fatal: there is no transaction to abort yet. */
+    snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(e));
+    bool retriable = rd_kafka_error_is_retriable(e);
+    rd_kafka_error_destroy(e);
     rd_kafka_poll(pub->rk, 0);
     if (atomic_load(&pub->has_failure)) {
       snprintf(errstr, errstr_size, "%s", pub->failure);
       return TP_EKAFKA;
     }
-    if (rc != TP_EAGAIN || tp_mono_ns() > give_up || atomic_load(&pub->stopped) ||
+    if (!retriable || tp_mono_ns() > give_up || atomic_load(&pub->stopped) ||
         (cancel != NULL && atomic_load(cancel))) {
       atomic_store(&pub->failed, true);
       return TP_EKAFKA;
