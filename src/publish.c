@@ -28,7 +28,7 @@ struct tp_publisher_s {
   _Atomic bool has_failure;
   char failure[640]; /* why the producer failed, written once before has_failure */
   char txn_id[512];  /* transactional.id, when transactional */
-  unsigned renewals; /* producers replaced since the last commit (recover()) */
+  unsigned renewals; /* producers replaced since the last commit (renew()) */
 };
 
 /* Message opaques tell the delivery report which counters to bump. */
@@ -167,13 +167,32 @@ void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size)
   snprintf(out, size, "%s-%s-%d", group ? group : "touchpulse", host, (int)getpid());
 }
 
+/* A librdkafka producer and the topic handles it produces through. */
+typedef struct {
+  rd_kafka_t *rk;
+  rd_kafka_topic_t *alerts, *deadletter;
+} producer_t;
+
+/* Destroys a producer, dropping whatever it still holds. */
+static void close_producer(producer_t *p) {
+  if (p->alerts)
+    rd_kafka_topic_destroy(p->alerts);
+  if (p->deadletter)
+    rd_kafka_topic_destroy(p->deadletter);
+  if (p->rk)
+    rd_kafka_destroy(p->rk);
+  *p = (producer_t){0};
+}
+
 /*
- * Creates pub's librdkafka producer and its topic handles from pub->cfg
- * (pub->txn_id set when transactional). Called again to replace a producer
- * that librdkafka declared unusable (recover()).
+ * Creates a librdkafka producer for pub from pub->cfg (pub->txn_id set when
+ * transactional) into *out, all or nothing. Called again to replace a
+ * producer that librdkafka declared unusable (renew()).
  */
-static tp_err_t open_producer(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
+static tp_err_t open_producer(tp_publisher_t *pub, producer_t *out, char *errstr,
+                              size_t errstr_size) {
   const tp_config_t *cfg = pub->cfg;
+  producer_t p = {0};
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char err[256];
   /* Low latency for alerts by default; the kafka section may override. A
@@ -206,33 +225,33 @@ static tp_err_t open_producer(tp_publisher_t *pub, char *errstr, size_t errstr_s
   rd_kafka_conf_set_log_cb(conf, tp__kafka_log_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   rd_kafka_conf_set_stats_cb(conf, stats_cb);
-  pub->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-  if (pub->rk == NULL) {
+  p.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (p.rk == NULL) {
     snprintf(errstr, errstr_size, "producer: %s", err);
     goto err;
   }
-  pub->alerts = rd_kafka_topic_new(pub->rk, cfg->topics[TP_TOPIC_ALERTS], NULL);
-  pub->deadletter = rd_kafka_topic_new(pub->rk, cfg->topics[TP_TOPIC_DEADLETTER], NULL);
-  if (pub->alerts == NULL || pub->deadletter == NULL) {
+  p.alerts = rd_kafka_topic_new(p.rk, cfg->topics[TP_TOPIC_ALERTS], NULL);
+  p.deadletter = rd_kafka_topic_new(p.rk, cfg->topics[TP_TOPIC_DEADLETTER], NULL);
+  if (p.alerts == NULL || p.deadletter == NULL) {
     snprintf(errstr, errstr_size, "producer: %s", rd_kafka_err2str(rd_kafka_last_error()));
+    close_producer(&p);
     return TP_EKAFKA;
   }
+  *out = p;
   return TP_OK;
 err:
   rd_kafka_conf_destroy(conf);
   return TP_ECONFIG;
 }
 
-/* Destroys pub's producer, dropping whatever it still holds. */
-static void close_producer(tp_publisher_t *pub) {
-  if (pub->alerts)
-    rd_kafka_topic_destroy(pub->alerts);
-  if (pub->deadletter)
-    rd_kafka_topic_destroy(pub->deadletter);
-  pub->alerts = pub->deadletter = NULL;
-  if (pub->rk)
-    rd_kafka_destroy(pub->rk);
-  pub->rk = NULL;
+static producer_t producer_of(const tp_publisher_t *pub) {
+  return (producer_t){pub->rk, pub->alerts, pub->deadletter};
+}
+
+static void set_producer(tp_publisher_t *pub, producer_t p) {
+  pub->rk = p.rk;
+  pub->alerts = p.alerts;
+  pub->deadletter = p.deadletter;
 }
 
 tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
@@ -255,17 +274,20 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
     else
       tp_publisher_default_txn_id(cfg, pub->txn_id, sizeof(pub->txn_id));
   }
-  if (open_producer(pub, errstr, errstr_size) != TP_OK) {
+  producer_t p;
+  if (open_producer(pub, &p, errstr, errstr_size) != TP_OK) {
     tp_publisher_destroy(pub);
     return NULL;
   }
+  set_producer(pub, p);
   return pub;
 }
 
 void tp_publisher_destroy(tp_publisher_t *pub) {
   if (pub == NULL)
     return;
-  close_producer(pub);
+  producer_t p = producer_of(pub);
+  close_producer(&p);
   tp_kstats_destroy(pub->kstats);
   tp_free(pub);
 }
@@ -394,18 +416,21 @@ static tp_err_t renew(tp_publisher_t *pub, rd_kafka_error_t *e, char *errstr, si
               "is rewound to the committed offsets",
               rd_kafka_error_string(e));
   rd_kafka_error_destroy(e);
-  rd_kafka_purge(pub->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  close_producer(pub);
+  producer_t fresh;
+  if (open_producer(pub, &fresh, errstr, errstr_size) != TP_OK) {
+    atomic_store(&pub->failed, true); /* the old one stays, unusable */
+    return TP_EKAFKA;
+  }
+  producer_t old = producer_of(pub);
+  rd_kafka_purge(old.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  close_producer(&old);
+  set_producer(pub, fresh);
   /* The fatal error may have reached error_cb already: it is dealt with. */
   atomic_store(&pub->has_failure, false);
   atomic_store(&pub->failed, false);
   pub->committing = false;
   atomic_store(&pub->pending, 0);
   atomic_store(&pub->doomed, false);
-  if (open_producer(pub, errstr, errstr_size) != TP_OK) {
-    atomic_store(&pub->failed, true);
-    return TP_EKAFKA;
-  }
   return tp_publisher_txn_start(pub, 60000, &pub->stopped, errstr, errstr_size);
 }
 
