@@ -223,10 +223,22 @@ bool tp_kstats_parse(const char *json, size_t len, tp_kstats_snap_t *snap) {
   return ok;
 }
 
+/* The exported counters. librdkafka's start at 0 with each client, and the
+ * publisher replaces its client when librdkafka declares it unusable: what
+ * the replaced clients counted is carried over, so the counters never go
+ * backwards in the life of the process. */
+static const size_t counter_offs[] = {
+    offsetof(tp_kstats_snap_t, tx), offsetof(tp_kstats_snap_t, tx_bytes),
+    offsetof(tp_kstats_snap_t, rx), offsetof(tp_kstats_snap_t, rx_bytes)};
+#define N_COUNTERS (sizeof(counter_offs) / sizeof(counter_offs[0]))
+
 struct tp_kstats_s {
   char client[32];
   pthread_mutex_t lock;
   tp_kstats_snap_t snap; /* guarded by lock */
+  /* Guarded by lock: each counter's last value from librdkafka, and the sum
+   * of the final values of the clients before the current one. */
+  int64_t last[N_COUNTERS], carried[N_COUNTERS];
 };
 
 tp_kstats_t *tp_kstats_new(const char *client) {
@@ -249,9 +261,20 @@ void tp_kstats_update(tp_kstats_t *ks, const char *json, size_t len) {
   tp_kstats_snap_t *snap = tp_calloc(1, sizeof(*snap));
   if (snap == NULL)
     return; /* keep the previous values */
-  tp_kstats_parse(json, len, snap);
+  bool whole = tp_kstats_parse(json, len, snap);
   if (snap->valid) {
     pthread_mutex_lock(&ks->lock);
+    for (size_t i = 0; i < N_COUNTERS; i++) {
+      int64_t *v = (int64_t *)((char *)snap + counter_offs[i]);
+      if (!whole) { /* a counter may be missing: keep the last values */
+        *v = ks->last[i] + ks->carried[i];
+        continue;
+      }
+      if (*v < ks->last[i]) /* a new client, counting from 0 */
+        ks->carried[i] += ks->last[i];
+      ks->last[i] = *v;
+      *v += ks->carried[i];
+    }
     ks->snap = *snap;
     pthread_mutex_unlock(&ks->lock);
   }

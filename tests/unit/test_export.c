@@ -251,6 +251,36 @@ Test(kstats, exports_prometheus_families_per_client) {
   free(json);
 }
 
+/* The publisher may replace its librdkafka client (an abort refused with
+ * INVALID_TXN_STATE): the new client counts from 0, the exported counters
+ * carry on from where the old one stopped. */
+Test(kstats, counters_carry_over_a_replaced_client) {
+  static const char first[] = "{\"tx\": 40, \"tx_bytes\": 9000, \"rx\": 39, \"rx_bytes\": 5000}";
+  static const char later[] = "{\"tx\": 41, \"tx_bytes\": 9100, \"rx\": 40, \"rx_bytes\": 5100}";
+  static const char last[] = "{\"tx\": 42, \"tx_bytes\": 9200, \"rx\": 41, \"rx_bytes\": 5200}";
+  static const char fresh[] = "{\"tx\": 2, \"tx_bytes\": 300, \"rx\": 2, \"rx_bytes\": 200}";
+  tp_kstats_t *ks = tp_kstats_new("producer");
+  tp_kstats_update(ks, first, sizeof(first) - 1);
+  tp_kstats_update(ks, later, sizeof(later) - 1);
+  /* A document cut short reads as counters of 0: not a new client. */
+  tp_kstats_update(ks, later, 20);
+  tp_kstats_update(ks, last, sizeof(last) - 1);
+  tp_kstats_update(ks, fresh, sizeof(fresh) - 1);
+  tp_kstats_t *clients[1] = {ks};
+  tp_buf_t b = TP_BUF_INIT;
+  tp_kstats_metrics(clients, 1, &b);
+  cr_expect(strstr(b.data, "touchpulse_kafka_tx_requests_total{client=\"producer\"} 44\n"), "%s",
+            b.data);
+  cr_expect(strstr(b.data, "touchpulse_kafka_tx_bytes_total{client=\"producer\"} 9500\n"), "%s",
+            b.data);
+  cr_expect(strstr(b.data, "touchpulse_kafka_rx_responses_total{client=\"producer\"} 43\n"), "%s",
+            b.data);
+  cr_expect(strstr(b.data, "touchpulse_kafka_rx_bytes_total{client=\"producer\"} 5400\n"), "%s",
+            b.data);
+  tp_buf_free(&b);
+  tp_kstats_destroy(ks);
+}
+
 Test(kstats, malformed_documents_never_overrun) {
   size_t len;
   char *json = read_fixture("rdkafka_stats_producer.json", &len);
