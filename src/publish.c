@@ -431,7 +431,10 @@ static tp_err_t renew(tp_publisher_t *pub, rd_kafka_error_t *e, char *errstr, si
   pub->committing = false;
   atomic_store(&pub->pending, 0);
   atomic_store(&pub->doomed, false);
-  return tp_publisher_txn_start(pub, 60000, &pub->stopped, errstr, errstr_size);
+  tp_err_t rc = tp_publisher_txn_start(pub, 60000, &pub->stopped, errstr, errstr_size);
+  if (rc == TP_OK) /* as at start: the next alert need not wait for a lookup */
+    tp_publisher_prepare_topics(pub, 2000);
+  return rc;
 }
 
 tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr_size) {
