@@ -560,19 +560,41 @@ Test(pipeline, the_first_alert_does_not_wait_for_a_topic_lookup, .timeout = 60) 
 
 #define KAFKA_API_END_TXN 26 /* the Kafka protocol's ApiKey of EndTxn */
 
-/* A transactional publisher on c, its first transaction open. */
-static tp_publisher_t *txn_publisher(cluster_t *c, tp_config_t **cfg) {
+/* A mock cluster and a transactional publisher on it, its first
+ * transaction open. */
+typedef struct {
+  cluster_t c;
+  tp_config_t *cfg;
+  tp_publisher_t *pub;
+} txn_fixture_t;
+
+static void txn_fixture_start(txn_fixture_t *x) {
   char yaml[512], err[512];
+  cluster_init(&x->c);
   snprintf(yaml, sizeof(yaml),
            "kafka: {bootstrap.servers: '%s'}\n"
            "processing: {exactly_once: true, transactional_id: tp-renew}\n"
            "log: {level: error}\n",
-           c->bootstrap);
-  *cfg = cfg_from_yaml(yaml);
-  tp_publisher_t *pub = tp_publisher_new(*cfg, err, sizeof(err));
-  cr_assert_not_null(pub, "%s", err);
-  cr_assert_eq(tp_publisher_txn_start(pub, 30000, NULL, err, sizeof(err)), TP_OK, "%s", err);
-  return pub;
+           x->c.bootstrap);
+  x->cfg = cfg_from_yaml(yaml);
+  x->pub = tp_publisher_new(x->cfg, err, sizeof(err));
+  cr_assert_not_null(x->pub, "%s", err);
+  cr_assert_eq(tp_publisher_txn_start(x->pub, 30000, NULL, err, sizeof(err)), TP_OK, "%s", err);
+}
+
+static void txn_fixture_end(txn_fixture_t *x) {
+  tp_publisher_destroy(x->pub);
+  tp_config_destroy(x->cfg);
+  cluster_destroy(&x->c);
+}
+
+/* Produces value into the open transaction and aborts it, the broker
+ * answering the abort's EndTxn with refusal. */
+static tp_err_t abort_refused(txn_fixture_t *x, const char *value, rd_kafka_resp_err_t refusal,
+                              char *err, size_t err_size) {
+  cr_assert_eq(tp_publisher_alert(x->pub, "tp", 2, value, strlen(value)), TP_OK);
+  rd_kafka_mock_push_request_errors(x->c.mock, KAFKA_API_END_TXN, 1, refusal);
+  return tp_publisher_txn_abort(x->pub, err, err_size);
 }
 
 /* Whether a read_committed reader finds value on cx.alerts within 10 s. */
@@ -599,64 +621,42 @@ static bool alert_readable(cluster_t *c, const char *value) {
  * next transaction commits.
  */
 Test(pipeline, an_abort_refused_with_invalid_txn_state_replaces_the_producer, .timeout = 120) {
-  cluster_t c;
-  cluster_init(&c);
-  tp_config_t *cfg;
-  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  txn_fixture_t x;
+  txn_fixture_start(&x);
   char err[512];
-  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "before", 6), TP_OK);
-  rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
-                                    RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
-  cr_assert_eq(tp_publisher_txn_abort(pub, err, sizeof(err)), TP_OK, "%s", err);
-  cr_expect_not(tp_publisher_failed(pub));
-  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "after", 5), TP_OK);
-  cr_assert_eq(tp_publisher_txn_commit(pub, NULL, NULL, 10000, err, sizeof(err)), TP_OK, "%s",
+  cr_assert_eq(abort_refused(&x, "before", RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, err, sizeof(err)),
+               TP_OK, "%s", err);
+  cr_expect_not(tp_publisher_failed(x.pub));
+  cr_assert_eq(tp_publisher_alert(x.pub, "tp", 2, "after", 5), TP_OK);
+  cr_assert_eq(tp_publisher_txn_commit(x.pub, NULL, NULL, 10000, err, sizeof(err)), TP_OK, "%s",
                err);
-  cr_expect(alert_readable(&c, "after"), "the replacement producer's commit is not readable");
-  tp_publisher_destroy(pub);
-  tp_config_destroy(cfg);
-  cluster_destroy(&c);
+  cr_expect(alert_readable(&x.c, "after"), "the replacement producer's commit is not readable");
+  txn_fixture_end(&x);
 }
 
 /* A refusal that keeps coming back is not papered over: the fourth
  * replacement without a commit in between fails the publisher. */
 Test(pipeline, replacing_the_producer_is_bounded_without_a_commit, .timeout = 180) {
-  cluster_t c;
-  cluster_init(&c);
-  tp_config_t *cfg;
-  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  txn_fixture_t x;
+  txn_fixture_start(&x);
   char err[512];
-  for (int i = 0; i < 4; i++) {
-    cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "x", 1), TP_OK);
-    rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
-                                      RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
-    tp_err_t rc = tp_publisher_txn_abort(pub, err, sizeof(err));
-    if (i < 3) {
-      cr_assert_eq(rc, TP_OK, "abort %d: %s", i + 1, err);
-    } else {
-      cr_expect_eq(rc, TP_EKAFKA, "the fourth refusal in a row was accepted");
-      cr_expect(tp_publisher_failed(pub));
-    }
-  }
-  tp_publisher_destroy(pub);
-  tp_config_destroy(cfg);
-  cluster_destroy(&c);
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(abort_refused(&x, "x", RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, err, sizeof(err)),
+                 TP_OK, "abort %d: %s", i + 1, err);
+  cr_expect_eq(abort_refused(&x, "x", RD_KAFKA_RESP_ERR_INVALID_TXN_STATE, err, sizeof(err)),
+               TP_EKAFKA, "the fourth refusal in a row was accepted");
+  cr_expect(tp_publisher_failed(x.pub));
+  txn_fixture_end(&x);
 }
 
 /* Being fenced means another instance holds the transactional.id: that
  * stays fatal, the producer is not replaced (it would fence the other). */
 Test(pipeline, a_fenced_producer_is_not_replaced, .timeout = 120) {
-  cluster_t c;
-  cluster_init(&c);
-  tp_config_t *cfg;
-  tp_publisher_t *pub = txn_publisher(&c, &cfg);
+  txn_fixture_t x;
+  txn_fixture_start(&x);
   char err[512];
-  cr_assert_eq(tp_publisher_alert(pub, "tp", 2, "x", 1), TP_OK);
-  rd_kafka_mock_push_request_errors(c.mock, KAFKA_API_END_TXN, 1,
-                                    RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
-  cr_expect_eq(tp_publisher_txn_abort(pub, err, sizeof(err)), TP_EKAFKA);
-  cr_expect(tp_publisher_failed(pub));
-  tp_publisher_destroy(pub);
-  tp_config_destroy(cfg);
-  cluster_destroy(&c);
+  cr_expect_eq(abort_refused(&x, "x", RD_KAFKA_RESP_ERR_PRODUCER_FENCED, err, sizeof(err)),
+               TP_EKAFKA);
+  cr_expect(tp_publisher_failed(x.pub));
+  txn_fixture_end(&x);
 }
