@@ -210,10 +210,10 @@ static void observe_latency(worker_t *w, int src, const rd_kafka_message_t *msg)
                         memory_order_relaxed);
 }
 
-static void process(worker_t *w, rd_kafka_message_t *msg) {
+/* ctx: ctx_of(w, msg). */
+static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx) {
   tp_pipeline_t *pl = w->pl;
   const tp_config_t *cfg = pl->cfg;
-  pctx_t *ctx = ctx_of(w, msg);
   int src = ctx != NULL ? (int)ctx->src : topic_source(cfg, rd_kafka_topic_name(msg->rkt));
 
   if (msg->err) {
@@ -362,16 +362,14 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
 #define PREFETCH_SLOT 8
 #define PREFETCH_ENTRY 4
 
-static uint64_t hint_slot(worker_t *w, const rd_kafka_message_t *msg) {
-  pctx_t *ctx = msg->err ? NULL : ctx_of(w, msg);
-  if (ctx == NULL || msg->key == NULL)
+static uint64_t hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx) {
+  if (ctx == NULL || msg->err || msg->key == NULL)
     return 0;
   return tp_part_prefetch(ctx->part, msg->key, msg->key_len);
 }
 
-static void hint_entry(worker_t *w, const rd_kafka_message_t *msg, uint64_t hint) {
-  pctx_t *ctx = hint == 0 ? NULL : ctx_of(w, msg);
-  if (ctx != NULL)
+static void hint_entry(const pctx_t *ctx, uint64_t hint) {
+  if (hint != 0)
     tp_part_prefetch_entry(ctx->part, hint);
 }
 
@@ -380,6 +378,7 @@ static void *worker_main(void *arg) {
   tp_pipeline_t *pl = w->pl;
   rd_kafka_message_t *msgs[BATCH];
   uint64_t hints[BATCH];
+  pctx_t *ctxs[BATCH]; /* ctx_of() each record, once: found PREFETCH_SLOT ahead */
   while (!atomic_load(&pl->workers_quit) && !w->halted) {
     worker_barrier(w);
     w->rewind_gen = atomic_load(&pl->rewind_gen);
@@ -391,15 +390,20 @@ static void *worker_main(void *arg) {
     bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen;
     w->now = pl->now_ms();
     w->last_rkt = NULL;
-    for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++)
-      hints[i] = hint_slot(w, msgs[i]);
+    for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++) {
+      ctxs[i] = ctx_of(w, msgs[i]);
+      hints[i] = hint_slot(msgs[i], ctxs[i]);
+    }
     for (size_t i = 0; i < n; i++) {
-      if (!stale && i + PREFETCH_SLOT < n)
-        hints[i + PREFETCH_SLOT] = hint_slot(w, msgs[i + PREFETCH_SLOT]);
+      size_t ahead = i + PREFETCH_SLOT;
+      if (!stale && ahead < n) {
+        ctxs[ahead] = ctx_of(w, msgs[ahead]);
+        hints[ahead] = hint_slot(msgs[ahead], ctxs[ahead]);
+      }
       if (!stale && i + PREFETCH_ENTRY < n)
-        hint_entry(w, msgs[i + PREFETCH_ENTRY], hints[i + PREFETCH_ENTRY]);
+        hint_entry(ctxs[i + PREFETCH_ENTRY], hints[i + PREFETCH_ENTRY]);
       if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
-        process(w, msgs[i]);
+        process(w, msgs[i], ctxs[i]);
       rd_kafka_message_destroy(msgs[i]);
     }
     if (n > 0)
