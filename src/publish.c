@@ -12,9 +12,15 @@
 
 #include "touchpulse/log.h"
 
-struct tp_publisher_s {
+/* A librdkafka producer and the topic handles it produces through, held
+ * for the producer's life. */
+typedef struct {
   rd_kafka_t *rk;
-  rd_kafka_topic_t *alerts, *deadletter; /* handles held for the producer's life */
+  rd_kafka_topic_t *alerts, *deadletter;
+} producer_t;
+
+struct tp_publisher_s {
+  producer_t k; /* replaced as a whole (renew()) */
   const tp_config_t *cfg;
   bool transactional;
   _Atomic uint64_t pending; /* produced since the transaction began / last flush */
@@ -167,12 +173,6 @@ void tp_publisher_default_txn_id(const tp_config_t *cfg, char *out, size_t size)
   snprintf(out, size, "%s-%s-%d", group ? group : "touchpulse", host, (int)getpid());
 }
 
-/* A librdkafka producer and the topic handles it produces through. */
-typedef struct {
-  rd_kafka_t *rk;
-  rd_kafka_topic_t *alerts, *deadletter;
-} producer_t;
-
 /* Destroys a producer, dropping whatever it still holds. */
 static void close_producer(producer_t *p) {
   if (p->alerts)
@@ -244,16 +244,6 @@ err:
   return TP_ECONFIG;
 }
 
-static producer_t producer_of(const tp_publisher_t *pub) {
-  return (producer_t){pub->rk, pub->alerts, pub->deadletter};
-}
-
-static void set_producer(tp_publisher_t *pub, producer_t p) {
-  pub->rk = p.rk;
-  pub->alerts = p.alerts;
-  pub->deadletter = p.deadletter;
-}
-
 tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t errstr_size) {
   tp_publisher_t *pub = tp_calloc(1, sizeof(*pub));
   if (pub == NULL) {
@@ -274,20 +264,17 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
     else
       tp_publisher_default_txn_id(cfg, pub->txn_id, sizeof(pub->txn_id));
   }
-  producer_t p;
-  if (open_producer(pub, &p, errstr, errstr_size) != TP_OK) {
+  if (open_producer(pub, &pub->k, errstr, errstr_size) != TP_OK) {
     tp_publisher_destroy(pub);
     return NULL;
   }
-  set_producer(pub, p);
   return pub;
 }
 
 void tp_publisher_destroy(tp_publisher_t *pub) {
   if (pub == NULL)
     return;
-  producer_t p = producer_of(pub);
-  close_producer(&p);
+  close_producer(&pub->k);
   tp_kstats_destroy(pub->kstats);
   tp_free(pub);
 }
@@ -324,10 +311,10 @@ static void nap_ms(int ms) {
   }
 
 void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms) {
-  rd_kafka_topic_t *rkts[] = {pub->alerts, pub->deadletter};
+  rd_kafka_topic_t *rkts[] = {pub->k.alerts, pub->k.deadletter};
   for (size_t i = 0; i < sizeof(rkts) / sizeof(rkts[0]); i++) {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(pub->rk, 0, rkts[i], &md, timeout_ms);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(pub->k.rk, 0, rkts[i], &md, timeout_ms);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err)
       err = md->topics[0].err;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -340,7 +327,7 @@ void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms) {
 
 tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
                             const void *value, size_t value_len) {
-  PRODUCE_LOOP(pub, rd_kafka_producev(pub->rk, RD_KAFKA_V_RKT(pub->alerts),
+  PRODUCE_LOOP(pub, rd_kafka_producev(pub->k.rk, RD_KAFKA_V_RKT(pub->k.alerts),
                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                       RD_KAFKA_V_KEY(key, key_len),
                                       RD_KAFKA_V_VALUE((void *)value, value_len),
@@ -356,7 +343,7 @@ tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *
   snprintf(partition, sizeof(partition), "%d", (int)orig->partition);
   snprintf(offset, sizeof(offset), "%lld", (long long)orig->offset);
   PRODUCE_LOOP(pub, rd_kafka_producev(
-                        pub->rk, RD_KAFKA_V_RKT(pub->deadletter),
+                        pub->k.rk, RD_KAFKA_V_RKT(pub->k.deadletter),
                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                         RD_KAFKA_V_KEY(orig->key, orig->key_len),
                         RD_KAFKA_V_VALUE(orig->payload, orig->len),
@@ -370,10 +357,12 @@ tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *
   return TP_OK;
 }
 
-void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms) { rd_kafka_poll(pub->rk, timeout_ms); }
+void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms) {
+  rd_kafka_poll(pub->k.rk, timeout_ms);
+}
 
 tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms) {
-  rd_kafka_resp_err_t err = rd_kafka_flush(pub->rk, timeout_ms);
+  rd_kafka_resp_err_t err = rd_kafka_flush(pub->k.rk, timeout_ms);
   if (atomic_exchange(&pub->failed_since_flush, 0) > 0 || atomic_load(&pub->failed))
     return TP_EKAFKA;
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -421,10 +410,9 @@ static tp_err_t renew(tp_publisher_t *pub, rd_kafka_error_t *e, char *errstr, si
     atomic_store(&pub->failed, true); /* the old one stays, unusable */
     return TP_EKAFKA;
   }
-  producer_t old = producer_of(pub);
-  rd_kafka_purge(old.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  close_producer(&old);
-  set_producer(pub, fresh);
+  rd_kafka_purge(pub->k.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  close_producer(&pub->k);
+  pub->k = fresh;
   /* The fatal error may have reached error_cb already: it is dealt with. */
   atomic_store(&pub->has_failure, false);
   atomic_store(&pub->failed, false);
@@ -442,11 +430,11 @@ tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr
   /* Aborting while the producer is still registering partitions with the
    * transaction can make the broker refuse EndTxn with INVALID_TXN_STATE,
    * a fatal error (librdkafka issue #4849). Let those requests finish. */
-  rd_kafka_flush(pub->rk, 30000);
+  rd_kafka_flush(pub->k.rk, 30000);
   uint64_t give_up = tp_mono_ns() + 60ull * 1000000000u;
   rd_kafka_error_t *e;
   for (;;) { /* a timed-out abort is resumed by calling it again */
-    e = rd_kafka_abort_transaction(pub->rk, 10000);
+    e = rd_kafka_abort_transaction(pub->k.rk, 10000);
     if (e == NULL || !rd_kafka_error_is_retriable(e) || tp_mono_ns() > give_up)
       break;
     rd_kafka_error_destroy(e);
@@ -455,7 +443,7 @@ tp_err_t tp_publisher_txn_abort(tp_publisher_t *pub, char *errstr, size_t errstr
     return renew(pub, e, errstr, errstr_size);
   pub->committing = false;
   if (e == NULL)
-    e = rd_kafka_begin_transaction(pub->rk);
+    e = rd_kafka_begin_transaction(pub->k.rk);
   atomic_store(&pub->pending, 0);
   atomic_store(&pub->doomed, false);
   if (e == NULL)
@@ -484,7 +472,7 @@ static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_
     rc = TP_EAGAIN;
   } else if (rd_kafka_error_txn_requires_abort(e)) {
     bool failed_before = atomic_load(&pub->failed);
-    rd_kafka_error_t *a = rd_kafka_abort_transaction(pub->rk, 30000);
+    rd_kafka_error_t *a = rd_kafka_abort_transaction(pub->k.rk, 30000);
     if (a != NULL && renewable(pub, a, failed_before)) {
       char rerr[512];
       if (renew(pub, a, rerr, sizeof(rerr)) != TP_OK)
@@ -494,7 +482,7 @@ static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_
       atomic_store(&pub->failed, true);
       rd_kafka_error_destroy(a);
     } else {
-      rd_kafka_error_t *b = rd_kafka_begin_transaction(pub->rk);
+      rd_kafka_error_t *b = rd_kafka_begin_transaction(pub->k.rk);
       if (b != NULL) {
         atomic_store(&pub->failed, true);
         rd_kafka_error_destroy(b);
@@ -517,14 +505,14 @@ tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, const _Atom
     /* Short attempts (a timed-out call resumes where it was), serving the
      * error callback in between: an authentication failure or a stop
      * request ends the wait at once instead of after timeout_ms. */
-    rd_kafka_error_t *e = rd_kafka_init_transactions(pub->rk, 500);
+    rd_kafka_error_t *e = rd_kafka_init_transactions(pub->k.rk, 500);
     if (e == NULL)
       break;
     /* Retriable or fatal: there is no transaction to abort yet. */
     snprintf(errstr, errstr_size, "init_transactions: %s", rd_kafka_error_string(e));
     bool retriable = rd_kafka_error_is_retriable(e);
     rd_kafka_error_destroy(e);
-    rd_kafka_poll(pub->rk, 0);
+    rd_kafka_poll(pub->k.rk, 0);
     if (atomic_load(&pub->has_failure)) {
       snprintf(errstr, errstr_size, "%s", pub->failure);
       return TP_EKAFKA;
@@ -535,7 +523,7 @@ tp_err_t tp_publisher_txn_start(tp_publisher_t *pub, int timeout_ms, const _Atom
       return TP_EKAFKA;
     }
   }
-  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->k.rk);
   if (e != NULL) {
     snprintf(errstr, errstr_size, "begin_transaction: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
@@ -559,7 +547,8 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
   if (!pub->committing && offsets != NULL && offsets->cnt > 0) {
     rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(consumer);
     for (;;) {
-      rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(pub->rk, offsets, md, timeout_ms);
+      rd_kafka_error_t *e =
+          rd_kafka_send_offsets_to_transaction(pub->k.rk, offsets, md, timeout_ms);
       if (e == NULL)
         break;
       tp_err_t rc = txn_error(pub, "send_offsets_to_transaction", e, errstr, errstr_size);
@@ -572,7 +561,7 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
   }
   pub->committing = true;
   for (;;) {
-    rd_kafka_error_t *e = rd_kafka_commit_transaction(pub->rk, timeout_ms);
+    rd_kafka_error_t *e = rd_kafka_commit_transaction(pub->k.rk, timeout_ms);
     if (e == NULL)
       break;
     tp_err_t rc = txn_error(pub, "commit_transaction", e, errstr, errstr_size);
@@ -586,7 +575,7 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
   pub->committing = false;
   pub->renewals = 0;
   atomic_store(&pub->pending, 0);
-  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->rk);
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(pub->k.rk);
   if (e != NULL) {
     snprintf(errstr, errstr_size, "begin_transaction: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
@@ -603,4 +592,4 @@ bool tp_publisher_failed(const tp_publisher_t *pub) { return atomic_load(&pub->f
 const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub) { return &pub->stats; }
 
 tp_kstats_t *tp_publisher_kstats(const tp_publisher_t *pub) { return pub->kstats; }
-rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub) { return pub->rk; }
+rd_kafka_t *tp_publisher_handle(tp_publisher_t *pub) { return pub->k.rk; }
