@@ -85,6 +85,17 @@ int main(int argc, char **argv) {
   bool demo = false, generate = false;
   tp_demo_opts_t demo_opts = {.speed = 120, .run_for_ms = 0, .seed = 20261123};
 
+#if defined(TP_NEEDS_SSSE3) && (defined(__x86_64__) || defined(__i386__))
+  /* decode.c is built with SSSE3 (CMakeLists.txt, TP_SSSE3): say so plainly
+   * instead of dying of SIGILL on the first record. */
+  if (!__builtin_cpu_supports("ssse3")) {
+    fputs("touchpulse: this build decodes records with SSSE3 instructions, "
+          "which this CPU lacks; build with cmake -DTP_SSSE3=OFF\n",
+          stderr);
+    return 1;
+  }
+#endif
+
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;

@@ -49,6 +49,12 @@ $(OUT)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -MMD -MP -c $< -o $@
 
+# As CMakeLists.txt does (TP_SSSE3): on x86-64 the decoder reads the scores
+# with SSSE3, and that is the path the decoder targets must reach.
+ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
+$(OUT)/obj/src/decode.o: LIB_CFLAGS += -mssse3
+endif
+
 $(OUT)/obj/tests/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TARGET_CFLAGS) -MMD -MP -c $< -o $@

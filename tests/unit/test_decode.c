@@ -9,6 +9,7 @@
 
 #include "decode_int.h"
 #include "fixtures/avro_ref.h"
+#include "fuzz/fuzz_ref_decode.h"
 #include "touchpulse/decode.h"
 #include "touchpulse/encode.h"
 
@@ -869,4 +870,100 @@ Test(decode, touchpoint_check_agrees_with_alphabet_at_every_position) {
     }
   }
   cr_assert_gt(checked, 100000);
+}
+
+/* ---- the five scores read at once --------------------------------------- */
+
+/*
+ * A feedback record's scores are read with one 16-byte load where the build
+ * has SSSE3, and one by one otherwise or when that path declines. Whatever
+ * the path, the verdict must be the plain reference reader's: for every
+ * pattern of null and present scores (values at their bounds), records short
+ * and long (the load comes from the record's last 16 bytes when the scores
+ * are near its end, and records under 16 bytes take the one-by-one path),
+ * every value of every byte from the first score to the comment's union
+ * index, and the record cut short anywhere from the first score on.
+ */
+Test(decode, scores_agree_with_the_reference_at_every_byte_and_position) {
+  static const struct {
+    int8_t lo, hi;
+  } range[5] = {{1, 5}, {0, 10}, {1, 7}, {0, 10}, {0, 10}};
+  static const size_t customer_lens[] = {0, 1, 7, 30};
+  static const size_t comment_lens[] = {0, 1, 14, 100};
+  char customer[32], comment[128];
+  memset(customer, 'c', sizeof(customer));
+  memset(comment, 'x', sizeof(comment));
+  uint8_t buf[512];
+  size_t checked = 0, fast_shaped = 0;
+  for (unsigned pattern = 0; pattern < 32; pattern++) {
+    for (size_t ci = 0; ci < TP_ARRAY_SIZE(customer_lens); ci++) {
+      for (size_t mi = 0; mi < TP_ARRAY_SIZE(comment_lens) + 1; mi++) {
+        tp_event_t ev = {.source = TP_SRC_FEEDBACK,
+                         .event_id = {"e", 1},
+                         .occurred_at = ci == 0 ? 0 : 1700000000000,
+                         .touchpoint = {"t", 1}};
+        ev.feedback.customer_id =
+            customer_lens[ci] ? (tp_str_t){customer, (uint32_t)customer_lens[ci]}
+                              : (tp_str_t){NULL, 0};
+        ev.feedback.comment =
+            mi < TP_ARRAY_SIZE(comment_lens)
+                ? (tp_str_t){comment, (uint32_t)comment_lens[mi]}
+                : (tp_str_t){NULL, 0};
+        int8_t *score[5] = {&ev.feedback.csat, &ev.feedback.nps, &ev.feedback.ces,
+                            &ev.feedback.repurchase, &ev.feedback.try_other};
+        for (int i = 0; i < 5; i++)
+          *score[i] = !(pattern >> i & 1) ? TP_SCORE_NULL
+                      : (pattern + (unsigned)i) & 1 ? range[i].hi
+                                                     : range[i].lo;
+        size_t n = tp_encode_event(&ev, buf, sizeof(buf));
+        cr_assert_gt(n, 0);
+        /* the scores start after the customer id, end before the comment */
+        size_t comment_bytes =
+            ev.feedback.comment.ptr == NULL ? 1
+            : ev.feedback.comment.len < 64  ? 2 + ev.feedback.comment.len
+                                            : 3 + ev.feedback.comment.len;
+        size_t score_bytes = 5 + (size_t)__builtin_popcount(pattern);
+        size_t first = n - comment_bytes - score_bytes;
+        fast_shaped += n >= 16;
+
+        tp_event_t got, want;
+        tp_reject_t r = decode_exact(TP_SRC_FEEDBACK, buf, n, &got, NULL, 0);
+        cr_assert_eq(r, TP_REJECT_NONE, "pattern %u: %s", pattern, tp_reject_label(r));
+        cr_assert_null(ref_event_diff(&got, &ev), "pattern %u: field %s", pattern,
+                       ref_event_diff(&got, &ev));
+
+        for (size_t at = first; at <= first + score_bytes; at++) {
+          uint8_t keep = buf[at];
+          for (int c = 0; c < 256; c++) {
+            buf[at] = (uint8_t)c;
+            r = decode_exact(TP_SRC_FEEDBACK, buf, n, &got, NULL, 0);
+            tp_reject_t w = rref_decode(TP_SRC_FEEDBACK, buf, n, &want);
+            cr_assert_eq(r, w,
+                         "pattern %u, %zu-byte record, byte %zu set to 0x%02x: "
+                         "%s, the reference says %s",
+                         pattern, n, at, c, tp_reject_label(r), tp_reject_label(w));
+            if (r == TP_REJECT_NONE) {
+              const char *diff = ref_event_diff(&got, &want);
+              cr_assert_null(diff, "pattern %u, byte %zu = 0x%02x: field %s differs",
+                             pattern, at, c, diff);
+            }
+            checked++;
+          }
+          buf[at] = keep;
+        }
+        /* and cut short anywhere from the first score on */
+        for (size_t len = first; len < n; len++) {
+          r = decode_exact(TP_SRC_FEEDBACK, buf, len, &got, NULL, 0);
+          tp_reject_t w = rref_decode(TP_SRC_FEEDBACK, buf, len, &want);
+          cr_assert_eq(r, w, "pattern %u, %zu-byte record cut to %zu: %s, the "
+                       "reference says %s", pattern, n, len,
+                       tp_reject_label(r), tp_reject_label(w));
+          cr_assert_neq(r, TP_REJECT_NONE);
+          checked++;
+        }
+      }
+    }
+  }
+  cr_assert_gt(checked, 1000000);
+  cr_assert_gt(fast_shaped, 500);
 }
