@@ -556,7 +556,7 @@ HOT tp_reject_t rd_score(dec_t *d, int f, int lo, int hi, int8_t *out) {
   return rd_score_general(d, f, lo, hi, out);
 }
 
-#ifdef __SSSE3__
+#if defined(__SSSE3__) && defined(__x86_64__)
 #include <tmmintrin.h>
 
 /*
