@@ -967,3 +967,101 @@ Test(decode, scores_agree_with_the_reference_at_every_byte_and_position) {
   cr_assert_gt(checked, 1000000);
   cr_assert_gt(fast_shaped, 500);
 }
+
+/*
+ * event_id, ticket_id, order_id and occurred_at are first read at the length
+ * this thread read for the same field last time (value speculation in
+ * decode.c). Whatever the previous record left as the guess, the verdict and
+ * every value must be the plain reference reader's: every pair of a previous
+ * and a current record over id lengths (one-byte and two-byte length varints,
+ * over the limit) and timestamps of every encoded size (negative ones too),
+ * and every current record cut short at every byte after a previous record
+ * of its own shape, whose guesses all hold up to the cut.
+ */
+typedef struct {
+  uint8_t bytes[512];
+  size_t len;
+} shaped_t;
+
+static void shaped_record(tp_source_t src, uint32_t id_len, int64_t t,
+                          shaped_t *out) {
+  static char id[200];
+  memset(id, '7', sizeof(id));
+  tp_event_t ev = {.source = src,
+                   .event_id = {id, id_len},
+                   .occurred_at = t,
+                   .touchpoint = {"web.home", 8}};
+  switch (src) {
+  case TP_SRC_FEEDBACK:
+    ev.feedback.customer_id = (tp_str_t){id, 15};
+    ev.feedback.csat = 4;
+    ev.feedback.nps = TP_SCORE_NULL;
+    ev.feedback.ces = TP_SCORE_NULL;
+    ev.feedback.repurchase = TP_SCORE_NULL;
+    ev.feedback.try_other = TP_SCORE_NULL;
+    ev.feedback.comment = (tp_str_t){"fine", 4};
+    break;
+  case TP_SRC_SUPPORT:
+    ev.support.ticket_id = (tp_str_t){id, id_len};
+    break;
+  case TP_SRC_COMMERCE:
+    ev.commerce.order_id = (tp_str_t){id, id_len};
+    ev.commerce.has_amount = true;
+    ev.commerce.amount_minor = 1999;
+    break;
+  default:
+    break;
+  }
+  out->len = tp_encode_event(&ev, out->bytes, sizeof(out->bytes));
+  cr_assert_gt(out->len, 0);
+}
+
+static void check_after(tp_source_t src, const shaped_t *prev, const uint8_t *cur,
+                        size_t len, const char *what) {
+  tp_event_t got, want;
+  (void)decode_exact(src, prev->bytes, prev->len, &got, NULL, 0);
+  tp_reject_t r = decode_exact(src, cur, len, &got, NULL, 0);
+  tp_reject_t w = rref_decode(src, cur, len, &want);
+  cr_assert_eq(r, w, "%s %s: %s, the reference says %s", tp_source_name(src), what,
+               tp_reject_label(r), tp_reject_label(w));
+  if (r == TP_REJECT_NONE)
+    cr_assert_null(ref_event_diff(&got, &want), "%s %s: field %s differs",
+                   tp_source_name(src), what, ref_event_diff(&got, &want));
+}
+
+Test(decode, guessed_lengths_agree_with_the_reference_whatever_came_before) {
+  static const uint32_t id_lens[] = {1, 5, 35, 36, 37, 63, 64, 100, 128, 129};
+  static const int64_t times[] = {
+      0,          1,          63,         64,         8191,
+      8192,       INT64_C(1) << 27,       INT64_C(1) << 34,
+      INT64_C(1700000000000), INT64_C(1) << 41,    INT64_C(1) << 48,
+      INT64_C(1) << 55,       INT64_C(1) << 62,    INT64_MAX,
+      -1,         INT64_MIN};
+  enum { N_ID = TP_ARRAY_SIZE(id_lens), N_T = TP_ARRAY_SIZE(times) };
+  static shaped_t shapes[N_ID * N_T];
+  char what[128];
+  size_t accepted = 0, checked = 0;
+  for (size_t s = 0; s < TP_ARRAY_SIZE(all_sources); s++) {
+    tp_source_t src = all_sources[s];
+    for (size_t i = 0; i < N_ID * N_T; i++)
+      shaped_record(src, id_lens[i / N_T], times[i % N_T], &shapes[i]);
+    for (size_t c = 0; c < N_ID * N_T; c++) {
+      for (size_t p = 0; p < N_ID * N_T; p++) {
+        snprintf(what, sizeof(what), "id %u bytes at %" PRId64 " after id %u at %" PRId64,
+                 id_lens[c / N_T], times[c % N_T], id_lens[p / N_T], times[p % N_T]);
+        check_after(src, &shapes[p], shapes[c].bytes, shapes[c].len, what);
+        checked++;
+      }
+      tp_event_t ev;
+      accepted += rref_decode(src, shapes[c].bytes, shapes[c].len, &ev) == TP_REJECT_NONE;
+      for (size_t len = 1; len < shapes[c].len; len++) {
+        snprintf(what, sizeof(what), "id %u bytes at %" PRId64 " cut to %zu of %zu",
+                 id_lens[c / N_T], times[c % N_T], len, shapes[c].len);
+        check_after(src, &shapes[c], shapes[c].bytes, len, what);
+        checked++;
+      }
+    }
+  }
+  cr_assert_gt(checked, 70000);
+  cr_assert_gt(accepted, 200); /* most shapes are valid records */
+}
