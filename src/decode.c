@@ -676,7 +676,7 @@ HOT int rd_scores_block(const dec_t *d, const tp_event_t *ev) {
  * link waits for a load, and a record is too long for the processor to run
  * much of the next record's chain alongside. Some fields keep their length
  * from record to record because their producer formats them one way: event,
- * ticket and order ids (UUIDs and other generated ids), and occurred_at
+ * ticket, order and customer ids (UUIDs and other generated ids), occurred_at
  * (every millisecond timestamp from 1970-07 to 2039 is a 6-byte varint). For
  * those the cursor advances by a guess that is in a register before the
  * record is read, the length this thread read for the same field last time,
@@ -684,8 +684,7 @@ HOT int rd_scores_block(const dec_t *d, const tp_event_t *ev) {
  * predicted branch, instead of waiting for the load. A wrong guess costs a
  * mispredicted branch and the plain reader, whose length becomes the next
  * guess. Touchpoints and comments vary from record to record and are read
- * the plain way; so is customer_id, whose guessed read measured 1.5 ns per
- * record slower on bench_decode's records (cause not found).
+ * the plain way.
  *
  * The guesses change nothing but speed: what is accepted, and every value,
  * is what the plain readers give. They are per thread, so workers do not
@@ -741,8 +740,11 @@ HOT tp_reject_t rd_long_hinted(dec_t *d, int f, int64_t *out) {
   return TP_REJECT_NONE;
 }
 
-/* A ["null", "string"]: ptr NULL when null. */
-HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s) {
+/*
+ * A ["null", "string"]: ptr NULL when null. hinted (a constant) reads the
+ * string with rd_string_hinted().
+ */
+HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s, bool hinted) {
   bool present = false;
   TRY(rd_union(d, f, &present));
   if (!present) {
@@ -750,7 +752,7 @@ HOT tp_reject_t rd_opt_string(dec_t *d, int f, tp_str_t *s) {
     s->len = 0;
     return TP_REJECT_NONE;
   }
-  return rd_string(d, f, s);
+  return hinted ? rd_string_hinted(d, f, s) : rd_string(d, f, s);
 }
 
 /* ---- field rules --------------------------------------------------------- */
@@ -828,13 +830,13 @@ HOT tp_reject_t decode_common(dec_t *d, tp_event_t *ev) {
 
 HOT tp_reject_t decode_feedback(dec_t *d, tp_event_t *ev) {
   TRY(decode_common(d, ev));
-  TRY(rd_opt_string(d, F_CUSTOMER_ID, &ev->feedback.customer_id));
+  TRY(rd_opt_string(d, F_CUSTOMER_ID, &ev->feedback.customer_id, true));
   if (!rd_scores_block(d, ev)) {
 #define READ_SCORE(F, f, lo, hi) TRY(rd_score(d, F_##F, lo, hi, &ev->feedback.f));
     SCORES(READ_SCORE)
 #undef READ_SCORE
   }
-  TRY(rd_opt_string(d, F_COMMENT, &ev->feedback.comment));
+  TRY(rd_opt_string(d, F_COMMENT, &ev->feedback.comment, false));
   if (UNLIKELY(ev->feedback.comment.len > TP_COMMENT_MAX))
     return comment_fail(*d, ev->feedback.comment);
   return TP_REJECT_NONE;
@@ -860,7 +862,7 @@ HOT tp_reject_t decode_commerce(dec_t *d, tp_event_t *ev) {
   ev->commerce.amount_minor = 0;
   if (present)
     TRY(rd_long(d, F_AMOUNT_MINOR, &ev->commerce.amount_minor));
-  TRY(rd_opt_string(d, F_REASON, &ev->commerce.reason));
+  TRY(rd_opt_string(d, F_REASON, &ev->commerce.reason, false));
   return TP_REJECT_NONE;
 }
 
