@@ -971,12 +971,13 @@ Test(decode, scores_agree_with_the_reference_at_every_byte_and_position) {
 /*
  * Ids (event, ticket, order, customer) and occurred_at are first read at
  * the length this thread read for the same field last time (value
- * speculation in decode.c). Whatever the previous record left as the guess, the verdict and
- * every value must be the plain reference reader's: every pair of a previous
- * and a current record over id lengths (one-byte and two-byte length varints,
- * over the limit) and timestamps of every encoded size (negative ones too),
- * and every current record cut short at every byte after a previous record
- * of its own shape, whose guesses all hold up to the cut.
+ * speculation in decode.c). Whatever the previous record left as the guess,
+ * the verdict and every value must be the plain reference reader's: every
+ * pair of a previous and a current record over id lengths (one-byte and
+ * two-byte length varints, over the limit) and timestamps of every encoded
+ * size (negative ones too), and every current record cut short at every byte
+ * after a previous record of its own shape, whose guesses all hold up to the
+ * cut.
  */
 typedef struct {
   uint8_t bytes[512];
