@@ -102,8 +102,18 @@ static inline uint64_t load64le(const unsigned char *p) {
   return v;
 }
 
+static inline uint32_t load32le(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
 static inline uint64_t mix64(uint64_t a, uint64_t b) {
   /* 64x64->128 multiply folded to 64 bits, as wyhash does. */
+#ifdef __SIZEOF_INT128__
+  unsigned __int128 r = (unsigned __int128)a * b;
+  return (uint64_t)(r >> 64) ^ (uint64_t)r;
+#else
   uint64_t ha = a >> 32, la = a & 0xffffffffu, hb = b >> 32, lb = b & 0xffffffffu;
   uint64_t rh = ha * hb, rm0 = ha * lb, rm1 = hb * la, rl = la * lb;
   uint64_t t = rl + (rm0 << 32);
@@ -112,8 +122,17 @@ static inline uint64_t mix64(uint64_t a, uint64_t b) {
   c += lo < t;
   uint64_t hi = rh + (rm0 >> 32) + (rm1 >> 32) + c;
   return hi ^ lo;
+#endif
 }
 
+/*
+ * The last 1..15 bytes are read with fixed-size loads that may overlap, as
+ * wyhash does: 8 bytes from the tail's start and 8 ending at its end, or 4
+ * and 4, or three single bytes. Each covers every byte of the tail and the
+ * length is mixed in, so two inputs of one length never read alike; nothing
+ * outside the input is read, and no variable-length copy (a call into libc
+ * for every key) is made.
+ */
 uint64_t tp_hash64(const void *data, size_t len, uint64_t seed) {
   static const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
                         k2 = 0x8ebc6af09c88c6e3ull;
@@ -126,9 +145,12 @@ uint64_t tp_hash64(const void *data, size_t len, uint64_t seed) {
   size_t rest = len - i;
   if (rest >= 8) {
     a = load64le(p + i);
-    memcpy(&b, p + i + 8, rest - 8);
-  } else {
-    memcpy(&a, p + i, rest);
+    b = load64le(p + len - 8);
+  } else if (rest >= 4) {
+    a = load32le(p + i);
+    b = load32le(p + len - 4);
+  } else if (rest > 0) {
+    a = (uint64_t)p[i] << 16 | (uint64_t)p[i + rest / 2] << 8 | p[len - 1];
   }
   h = mix64(a ^ k1, b ^ h);
   return mix64(h ^ k2, (uint64_t)len ^ k0);

@@ -358,27 +358,6 @@ static bool apply_support(tp_part_t *p, tp_entry_t *e, const tp_event_t *ev) {
 
 /* ---- evaluation --------------------------------------------------------- */
 
-/*
- * Sequence-lock write: odd while writing. Every data store is a release
- * store, so none of them becomes visible before the odd sequence, and the
- * final release store of the even sequence follows them all. No standalone
- * fences: on x86 these are plain stores, and ThreadSanitizer understands them.
- * w holds the new sums and quantiles of every view (pub_words each).
- */
-static void publish(tp_entry_t *e, const tp_kind_t *kind, int64_t T, const uint64_t *w) {
-  const memory_order rel = memory_order_release;
-  uint32_t seq = atomic_load_explicit(&e->view_seq, memory_order_relaxed);
-  atomic_store_explicit(&e->view_seq, seq + 1, memory_order_relaxed);
-  for (size_t i = 0; i < kind->n_views * kind->pub_words; i++)
-    atomic_store_explicit(&e->sums[i], w[i], rel);
-  for (size_t r = 0; r < kind->n_rules; r++)
-    atomic_store_explicit(&e->pub_phase[r], e->rules[r].phase, rel);
-  atomic_store_explicit(&e->pub_stage, e->sc_stage, rel);
-  atomic_store_explicit(&e->pub_channel, e->sc_channel, rel);
-  atomic_store_explicit(&e->view_end, T, rel);
-  atomic_store_explicit(&e->view_seq, seq + 2, rel);
-}
-
 static void emit(tp_part_t *p, tp_entry_t *e, const tp_rule_t *rule, tp_alert_state_t state,
                  const tp_metric_value_t *mv, int64_t T) {
   if (state == TP_ALERT_FIRING)
@@ -412,7 +391,92 @@ static bool has_durations(const tp_bhdr_t *h) {
   return b != NULL && (b->c[TP_W_FR_N] > 0 || b->c[TP_W_RES_N] > 0);
 }
 
-/* Evaluate one entry at boundary T (index bi = T / step). */
+/*
+ * s[i] += in[i] - out[i] for the n words of one view's sums, in place, and
+ * the result copied to w for the rules. Unsigned wrap-around makes the
+ * subtraction exact: a bucket leaves a window only after it entered it.
+ * Inlined with a constant n per source, the loop unrolls to a load, two
+ * arithmetic operations and two stores per word. Every store is a release
+ * store (a plain store on x86) inside the caller's sequence lock.
+ */
+static inline __attribute__((always_inline)) void fold32(_Atomic uint64_t *s, uint64_t *w,
+                                                         const uint32_t *in,
+                                                         const uint32_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v = atomic_load_explicit(&s[i], memory_order_relaxed) + in[i] - out[i];
+    w[i] = v;
+    atomic_store_explicit(&s[i], v, memory_order_release);
+  }
+}
+
+static inline __attribute__((always_inline)) void fold64(_Atomic uint64_t *s, uint64_t *w,
+                                                         const uint64_t *in,
+                                                         const uint64_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v = atomic_load_explicit(&s[i], memory_order_relaxed) + in[i] - out[i];
+    w[i] = v;
+    atomic_store_explicit(&s[i], v, memory_order_release);
+  }
+}
+
+/* What stands for an absent bucket: counters of zero. */
+static const tp_sup_bucket_t no_bucket;
+
+/*
+ * Bucket in enters and bucket out leaves the window whose sums start at s
+ * (either may be NULL); w receives the window's new sums and, for support,
+ * its published quantiles.
+ */
+static void fold_view(const tp_kind_t *kind, _Atomic uint64_t *s, uint64_t *w,
+                      const tp_bhdr_t *in, const tp_bhdr_t *out) {
+  if (in == NULL)
+    in = &no_bucket.h;
+  if (out == NULL)
+    out = &no_bucket.h;
+  switch (kind->src) {
+  case TP_SRC_FEEDBACK:
+    fold32(s, w, ((const tp_fb_bucket_t *)in)->c, ((const tp_fb_bucket_t *)out)->c, TP_W_FB);
+    break;
+  case TP_SRC_COMMERCE:
+    fold32(s, w, ((const tp_com_bucket_t *)in)->c, ((const tp_com_bucket_t *)out)->c, TP_W_COM);
+    break;
+  case TP_SRC_SUPPORT: {
+    const tp_sup_bucket_t *bi = (const tp_sup_bucket_t *)in, *bo = (const tp_sup_bucket_t *)out;
+    fold32(s, w, bi->c, bo->c, TP_W_SUP32);
+    fold64(s + TP_W_SUP32, w + TP_W_SUP32, bi->c64, bo->c64, TP_W_SUP - TP_W_SUP32);
+    for (size_t k = TP_W_SUP; k < TP_W_SUP + TP_QUANTILES; k++)
+      w[k] = atomic_load_explicit(&s[k], memory_order_relaxed);
+    break;
+  }
+  default: break;
+  }
+}
+
+/* The value of rule r's metric in the window sums w of every view. */
+static tp_metric_value_t rule_value(const tp_kind_t *kind, size_t r, const uint64_t *w) {
+  const uint64_t *vw = w + kind->rule_view[r] * kind->pub_words;
+  double q[TP_QUANTILES];
+  const double *qp = NULL;
+  if (kind->pub_words > kind->agg_words) {
+    memcpy(q, vw + kind->agg_words, sizeof(q));
+    qp = q;
+  }
+  return tp__metric_value(kind->rules[r]->metric, vw, qp);
+}
+
+/*
+ * Evaluate one entry at boundary T (index bi = T / step).
+ *
+ * The window sums are updated in place and the rules read a copy, all under
+ * the entry's sequence lock: view_seq is odd while the evaluation writes,
+ * every data store is a release store, so none becomes visible before the
+ * odd sequence, and the release store of the next even sequence follows
+ * them all (no standalone fences: on x86 these are plain stores, and
+ * ThreadSanitizer understands them). Readers (tp__snapshot) see the sums,
+ * phases, labels and view_end of one evaluation, never a mix. Alerts are
+ * emitted after the sequence is even again, so a reader never waits on the
+ * alert callback.
+ */
 static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   const tp_kind_t *kind = p->kind;
   int64_t step = p->st->cfg->step_ms;
@@ -420,9 +484,12 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
     return; /* scheduled twice for this boundary */
   e->last_eval = (uint32_t)bi;
 
+  const memory_order rel = memory_order_release;
+  uint32_t seq = atomic_load_explicit(&e->view_seq, memory_order_relaxed);
+  atomic_store_explicit(&e->view_seq, seq + 1, memory_order_relaxed);
+
   /* Bucket bi - 1 enters every window now; bucket bi - 1 - L/step leaves
-   * the window of length L. Labels come from the newest event before T.
-   * Only this thread writes the sums, so it reads its own stores relaxed. */
+   * the window of length L. Labels come from the newest event before T. */
   const tp_bhdr_t *in = tp__bucket_at(kind, e, bi - 1);
   if (in != NULL && in->has_sc) {
     e->sc_stage = in->stage;
@@ -431,14 +498,10 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
   for (size_t v = 0; v < kind->n_views; v++) {
     uint64_t *vw = w + v * kind->pub_words;
-    for (size_t i = 0; i < kind->pub_words; i++)
-      vw[i] = atomic_load_explicit(&e->sums[v * kind->pub_words + i], memory_order_relaxed);
+    _Atomic uint64_t *vs = e->sums + v * kind->pub_words;
     uint64_t len = (uint64_t)(kind->view_ms[v] / step);
     const tp_bhdr_t *out = bi > len ? tp__bucket_at(kind, e, bi - 1 - len) : NULL;
-    if (in != NULL)
-      tp__agg_apply(kind, vw, in, +1);
-    if (out != NULL)
-      tp__agg_apply(kind, vw, out, -1);
+    fold_view(kind, vs, vw, in, out);
     /* Support quantiles: merge the window's histograms again only when a
      * bucket with durations entered or left it; otherwise the published
      * ones still hold. */
@@ -450,34 +513,42 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
         tp__quantiles(p->merge_fr, vw[TP_W_FR_N], p->merge_res, vw[TP_W_RES_N], q);
         tp_hist_merge_clear(p->merge_fr);
         tp_hist_merge_clear(p->merge_res);
-        for (size_t k = 0; k < TP_QUANTILES; k++)
+        for (size_t k = 0; k < TP_QUANTILES; k++) {
           vw[kind->agg_words + k] = dbl_bits(q[k]);
+          atomic_store_explicit(&vs[kind->agg_words + k], vw[kind->agg_words + k], rel);
+        }
       }
     }
   }
 
   /* Only the metrics the rules read are computed here. */
   bool pending = false;
+  /* Rules that fired or resolved, in order, and which of the two. */
+  uint8_t fired[TP_MAX_RULES_PER_SOURCE];
+  bool firing[TP_MAX_RULES_PER_SOURCE];
+  size_t n_fired = 0;
   for (size_t r = 0; r < kind->n_rules; r++) {
     if (!e->rules[r].matches)
       continue;
-    const tp_rule_t *rule = kind->rules[r];
-    size_t v = kind->rule_view[r];
-    double q[TP_QUANTILES];
-    const double *qp = NULL;
-    if (kind->pub_words > kind->agg_words) {
-      memcpy(q, w + v * kind->pub_words + kind->agg_words, sizeof(q));
-      qp = q;
+    tp_metric_value_t mv = rule_value(kind, r, w);
+    tp_rule_step_t st = tp_rule_step(kind->rules[r], &e->rules[r], &mv, NULL);
+    if (st == TP_RULE_FIRE || st == TP_RULE_RESOLVE) {
+      fired[n_fired] = (uint8_t)r;
+      firing[n_fired++] = st == TP_RULE_FIRE;
     }
-    tp_metric_value_t mv = tp__metric_value(rule->metric, w + v * kind->pub_words, qp);
-    tp_rule_step_t st = tp_rule_step(rule, &e->rules[r], &mv, NULL);
-    if (st == TP_RULE_FIRE)
-      emit(p, e, rule, TP_ALERT_FIRING, &mv, T);
-    else if (st == TP_RULE_RESOLVE)
-      emit(p, e, rule, TP_ALERT_RESOLVED, &mv, T);
+    atomic_store_explicit(&e->pub_phase[r], e->rules[r].phase, rel);
     pending = pending || e->rules[r].phase == TP_RULE_PENDING;
   }
-  publish(e, kind, T, w);
+  atomic_store_explicit(&e->pub_stage, e->sc_stage, rel);
+  atomic_store_explicit(&e->pub_channel, e->sc_channel, rel);
+  atomic_store_explicit(&e->view_end, T, rel);
+  atomic_store_explicit(&e->view_seq, seq + 2, rel);
+
+  for (size_t k = 0; k < n_fired; k++) {
+    size_t r = fired[k];
+    tp_metric_value_t mv = rule_value(kind, r, w);
+    emit(p, e, kind->rules[r], firing[k] ? TP_ALERT_FIRING : TP_ALERT_RESOLVED, &mv, T);
+  }
   /* A PENDING count grows with every boundary, even on unchanged values. */
   if (pending)
     schedule(p, e, bi + 1);

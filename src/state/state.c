@@ -105,7 +105,6 @@ static tp_err_t kind_init(tp_kind_t *kind, tp_source_t src, const tp_config_t *c
   kind->wheel_len = (size_t)(kind->max_window_ms / step) + late_steps + 3;
   kind->bucket_size = bucket_size_of(src);
   kind->agg_words = src == TP_SRC_FEEDBACK ? TP_W_FB : src == TP_SRC_SUPPORT ? TP_W_SUP : TP_W_COM;
-  kind->agg32 = src == TP_SRC_SUPPORT ? TP_W_SUP32 : kind->agg_words;
   kind->pub_words = kind->agg_words + (src == TP_SRC_SUPPORT ? TP_QUANTILES : 0);
 
   kind->table = tp_table_new((size_t)cfg->max_touchpoints, errstr, errstr_size);
@@ -208,27 +207,6 @@ size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp, size_t 
 }
 
 /* ---- windows and metrics ------------------------------------------------- */
-
-void tp__agg_apply(const tp_kind_t *kind, uint64_t *w, const tp_bhdr_t *h, int sign) {
-  /* Unsigned wrap-around makes subtraction exact: each bucket is
-   * subtracted exactly once after it was added. */
-  uint64_t k = sign > 0 ? 1 : UINT64_MAX;
-  const uint32_t *c32;
-  const uint64_t *c64 = NULL;
-  switch (kind->src) {
-  case TP_SRC_FEEDBACK: c32 = ((const tp_fb_bucket_t *)h)->c; break;
-  case TP_SRC_SUPPORT:
-    c32 = ((const tp_sup_bucket_t *)h)->c;
-    c64 = ((const tp_sup_bucket_t *)h)->c64;
-    break;
-  case TP_SRC_COMMERCE: c32 = ((const tp_com_bucket_t *)h)->c; break;
-  default: return;
-  }
-  for (size_t i = 0; i < kind->agg32; i++)
-    w[i] += k * c32[i];
-  for (size_t i = kind->agg32; c64 != NULL && i < kind->agg_words; i++)
-    w[i] += k * c64[i - kind->agg32];
-}
 
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e, int64_t end,
                            int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res) {

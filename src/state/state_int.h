@@ -36,7 +36,7 @@ typedef struct {
  * A bucket's counters and a window's sums share one layout per source: word
  * i of a window's sums (uint64_t) is the sum of counter i of its buckets,
  * the 32-bit counters first, then the 64-bit ones. Adding or subtracting a
- * bucket is then a loop (tp__agg_apply), and the metrics read words by
+ * bucket is then a loop (fold_view in part.c), and the metrics read words by
  * these indices (tp__metric_value).
  */
 enum { /* feedback */
@@ -113,7 +113,6 @@ typedef struct {
   size_t n_metrics;
   size_t bucket_size;
   size_t agg_words;         /* words of a window's sums (TP_W_FB etc.) */
-  size_t agg32;             /* how many of them count 32-bit bucket counters */
   size_t pub_words;         /* published per view: the sums, then quantiles */
   size_t ring_len;
   size_t wheel_len;
@@ -339,9 +338,6 @@ void tp__state_unregister(tp_state_t *st, tp_part_t *p);
 size_t tp__state_key(tp_source_t src, int32_t partition, const char *tp,
                      size_t tp_len, char *key);
 
-/** Add (sign > 0) or subtract the counters of bucket h to a window's sums
- * w (kind->agg_words words). */
-void tp__agg_apply(const tp_kind_t *kind, uint64_t *w, const tp_bhdr_t *h, int sign);
 /** Merge the histograms of e's support buckets in [end - len, end). */
 void tp__entry_merge_hists(const tp_kind_t *kind, int64_t step, const tp_entry_t *e,
                            int64_t end, int64_t len, tp_hist_merge_t *fr, tp_hist_merge_t *res);

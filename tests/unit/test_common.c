@@ -3,6 +3,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "touchpulse/buf.h"
@@ -39,17 +40,32 @@ Test(common, hash128_matches_murmur3_reference_vectors) {
   }
 }
 
-Test(common, hash64_depends_on_every_byte_and_seed) {
-  char a[40], b[40];
-  memset(a, 'k', sizeof(a));
-  uint64_t base = tp_hash64(a, sizeof(a), 1);
-  for (size_t i = 0; i < sizeof(a); i++) {
-    memcpy(b, a, sizeof(a));
-    b[i] ^= 1;
-    cr_expect_neq(tp_hash64(b, sizeof(b), 1), base, "byte %zu", i);
+/* Every length from empty to past two 16-byte blocks, so that each way of
+ * reading the tail (8 + 8, 4 + 4 and single bytes) is checked; the inputs
+ * are heap blocks of exactly len bytes, so a read past the end is an
+ * AddressSanitizer error. */
+Test(common, hash64_depends_on_every_byte_length_and_seed) {
+  uint64_t by_len[41];
+  for (size_t len = 0; len <= 40; len++) {
+    unsigned char *a = malloc(len ? len : 1), *b = malloc(len ? len : 1);
+    cr_assert(a != NULL && b != NULL);
+    for (size_t i = 0; i < len; i++)
+      a[i] = (unsigned char)('a' + i % 26);
+    uint64_t base = tp_hash64(a, len, 1);
+    by_len[len] = base;
+    for (size_t i = 0; i < len; i++) {
+      memcpy(b, a, len);
+      b[i] ^= 1;
+      cr_expect_neq(tp_hash64(b, len, 1), base, "length %zu, byte %zu", len, i);
+    }
+    cr_expect_neq(tp_hash64(a, len, 2), base, "length %zu, seed", len);
+    cr_expect_eq(tp_hash64(a, len, 1), base, "length %zu: not deterministic", len);
+    free(a);
+    free(b);
   }
-  cr_expect_neq(tp_hash64(a, sizeof(a), 2), base);
-  cr_expect_neq(tp_hash64(a, sizeof(a) - 1, 1), base);
+  for (size_t i = 0; i <= 40; i++)
+    for (size_t j = i + 1; j <= 40; j++)
+      cr_expect_neq(by_len[i], by_len[j], "lengths %zu and %zu", i, j);
 }
 
 Test(common, floor_div_rounds_toward_negative_infinity) {
