@@ -357,13 +357,18 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
  * the touchpoint table slot of the record PREFETCH_SLOT places later is
  * fetched from its key, and the entry of the record PREFETCH_ENTRY places
  * later from its slot, so that their lookups find them in the cache. A
- * record keyed otherwise only wastes the hint.
+ * record keyed otherwise only wastes the hint. The slot of the duplicate
+ * index that the record's event_id is looked up in is fetched
+ * PREFETCH_SLOT places ahead too, from the record's first bytes.
  */
 #define PREFETCH_SLOT 8
 #define PREFETCH_ENTRY 4
 
 static uint64_t hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx) {
-  if (ctx == NULL || msg->err || msg->key == NULL)
+  if (ctx == NULL || msg->err)
+    return 0;
+  tp_part_prefetch_record(ctx->part, msg->payload, msg->len);
+  if (msg->key == NULL)
     return 0;
   return tp_part_prefetch(ctx->part, msg->key, msg->key_len);
 }

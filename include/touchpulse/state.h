@@ -125,6 +125,13 @@ uint64_t tp_part_prefetch(const tp_part_t *part, const char *tp, size_t len);
 void tp_part_prefetch_entry(const tp_part_t *part, uint64_t hint);
 
 /**
+ * @brief Hint that the record with this value (not yet decoded) comes soon:
+ *        starts fetching the slot of the duplicate index that its event_id
+ *        (tp_peek_event_id()) is looked up in. Changes nothing.
+ */
+void tp_part_prefetch_record(const tp_part_t *part, const void *value, size_t len);
+
+/**
  * @brief Raise the watermark to at least wm without an event (an idle
  *        partition following the others). No-op before the first event.
  */

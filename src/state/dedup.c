@@ -8,6 +8,7 @@
 #include "state_int.h"
 
 #define MIN_CAP 1024
+#define PREFETCH_OLDEST 16
 
 /*
  * An index slot holds a ring position + 1 (0 = empty) in its low 32 bits
@@ -49,6 +50,11 @@ bool tp__dedup_contains(const tp_dedup_t *d, uint64_t fp) {
     if ((slot & 0xffffffff00000000ull) == tag && d->ring[slot_pos1(slot) - 1] == fp)
       return true;
   }
+}
+
+void tp__dedup_prefetch(const tp_dedup_t *d, uint64_t fp) {
+  if (d->index != NULL)
+    __builtin_prefetch(&d->index[home_of(d, fp)]);
 }
 
 static void index_put(tp_dedup_t *d, uint64_t fp, size_t pos) {
@@ -118,8 +124,13 @@ tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp) {
     if (err != TP_OK)
       return err;
   }
-  if (d->count == d->cap)
-    index_remove(d, d->head); /* the oldest falls out of the window */
+  if (d->count == d->cap) {
+    /* The oldest falls out of the window. Its slot is anywhere in the
+     * index: fetch the slot of the one that falls out PREFETCH_OLDEST
+     * additions later meanwhile. */
+    __builtin_prefetch(&d->index[home_of(d, d->ring[(d->head + PREFETCH_OLDEST) % d->cap])]);
+    index_remove(d, d->head);
+  }
   else
     d->count++;
   d->ring[d->head] = fp;

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "state_int.h"
+#include "touchpulse/decode.h"
 
 #define DEDUP_SEED 0x9e3779b97f4a7c15ull
 #define TICKET_SEED0 0x5bd1e995u
@@ -736,6 +737,13 @@ void tp_part_prefetch_entry(const tp_part_t *p, uint64_t hint) {
   __builtin_prefetch(e);
   __builtin_prefetch(e + 64);
   __builtin_prefetch(e + offsetof(tp_entry_t, key));
+}
+
+void tp_part_prefetch_record(const tp_part_t *p, const void *value, size_t len) {
+  const char *id;
+  size_t id_len;
+  if (tp_peek_event_id(value, len, &id, &id_len))
+    tp__dedup_prefetch(&p->dedup, tp_hash64(id, id_len, DEDUP_SEED));
 }
 
 static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {

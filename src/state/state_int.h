@@ -232,6 +232,8 @@ typedef struct {
 tp_err_t tp__dedup_init(tp_dedup_t *d, size_t depth);
 void tp__dedup_free(tp_dedup_t *d);
 bool tp__dedup_contains(const tp_dedup_t *d, uint64_t fp);
+/** Start fetching the index slot where fp's lookup begins. */
+void tp__dedup_prefetch(const tp_dedup_t *d, uint64_t fp);
 tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp);
 
 /* ---- ticket table (support partitions) ---------------------------------- */

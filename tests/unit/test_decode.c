@@ -42,6 +42,41 @@ static const tp_source_t all_sources[] = {TP_SRC_FEEDBACK, TP_SRC_SUPPORT,
 
 /* ---- 1. random valid records ------------------------------------------------ */
 
+/*
+ * tp_peek_event_id() on an exactly-sized heap copy (ASan flags a read past
+ * the end): @returns whether it found an id, and then the id's offset and
+ * length in bytes, which must lie within the record.
+ */
+static bool peek_exact(const uint8_t *bytes, size_t len, size_t *off, size_t *n) {
+  uint8_t *copy = malloc(len > 0 ? len : 1);
+  cr_assert_not_null(copy);
+  if (len > 0)
+    memcpy(copy, bytes, len);
+  const char *id = NULL;
+  size_t id_len = 0;
+  bool found = tp_peek_event_id(copy, len, &id, &id_len);
+  if (found) {
+    cr_assert(id >= (const char *)copy && id_len <= len &&
+                  (size_t)(id - (const char *)copy) <= len - id_len,
+              "peeked id outside the record");
+    *off = (size_t)(id - (const char *)copy);
+    *n = id_len;
+  }
+  free(copy);
+  return found;
+}
+
+/* The peeked event id of an accepted record is the decoded one. */
+static void check_peek(const uint8_t *bytes, size_t len, const tp_event_t *got,
+                       const char *what, int i) {
+  size_t off = 0, n = 0;
+  cr_assert(peek_exact(bytes, len, &off, &n), "%s %d: no event_id peeked", what, i);
+  cr_assert_eq(off, (size_t)(got->event_id.ptr - (const char *)bytes),
+               "%s %d: peeked event_id at offset %zu", what, i, off);
+  cr_assert_eq(n, got->event_id.len, "%s %d: peeked event_id of %zu bytes, decoded %u",
+               what, i, n, got->event_id.len);
+}
+
 static void check_valid_records(tp_source_t src, uint64_t seed) {
   rng_t rng = {seed};
   static gen_buf_t gb;
@@ -58,6 +93,7 @@ static void check_valid_records(tp_source_t src, uint64_t seed) {
     const char *diff = ref_event_diff(&got, &want);
     cr_assert_null(diff, "%s record %d: field %s differs from Avro-C's value",
                    tp_source_name(src), i, diff);
+    check_peek(avro, n, &got, tp_source_name(src), i);
 
     uint32_t schema_id = (uint32_t)rng_next(&rng);
     cr_assert_eq(tp_encode_confluent_header(schema_id, framed, sizeof(framed)), 5);
@@ -68,6 +104,7 @@ static void check_valid_records(tp_source_t src, uint64_t seed) {
     diff = ref_event_diff(&got, &want);
     cr_assert_null(diff, "%s framed record %d: field %s differs",
                    tp_source_name(src), i, diff);
+    check_peek(framed, n + 5, &got, "framed", i);
 
     size_t m = tp_encode_event(&want, mine, sizeof(mine));
     cr_assert_eq(m, n, "%s record %d: tp_encode_event wrote %zu bytes, Avro-C %zu",
@@ -586,7 +623,7 @@ Test(decode, fuzzed_records_never_crash_and_accepted_ones_match_avro_c,
   }
 
   static uint8_t buf[2048];
-  unsigned long accepted = 0, by_reason[TP_REJECT_COUNT] = {0};
+  unsigned long accepted = 0, peeked_accepted = 0, by_reason[TP_REJECT_COUNT] = {0};
   char detail[256], hex[200];
   for (long it = 0; it < FUZZ_MUTATIONS; it++) {
     tp_source_t src = all_sources[rng_below(&rng, TP_SRC_COUNT)];
@@ -600,6 +637,17 @@ Test(decode, fuzzed_records_never_crash_and_accepted_ones_match_avro_c,
     tp_reject_t r = decode_exact(src, buf, len, &got, detail, sizeof(detail));
     cr_assert_lt((unsigned)r, TP_REJECT_COUNT);
     by_reason[r]++;
+    /* Peeking stays within any input, and finds the decoded id when the
+     * record is accepted (unless its length is padded past two bytes). */
+    size_t id_off = 0, id_n = 0;
+    bool peeked = peek_exact(buf, len, &id_off, &id_n);
+    if (r == TP_REJECT_NONE && peeked) {
+      peeked_accepted++;
+      cr_assert(id_off == (size_t)(got.event_id.ptr - (const char *)buf) &&
+                    id_n == got.event_id.len,
+                "mutation %ld: peeked event_id differs from the decoded one [%s]", it,
+                ref_hex(buf, len, hex));
+    }
     if (r != TP_REJECT_NONE) {
       cr_assert_neq(r, TP_REJECT_TOO_LARGE);
       cr_assert_neq(r, TP_REJECT_FUTURE_TIMESTAMP);
@@ -620,6 +668,8 @@ Test(decode, fuzzed_records_never_crash_and_accepted_ones_match_avro_c,
   }
   /* The run is only meaningful if it explored both sides and many reasons. */
   cr_assert_gt(accepted, FUZZ_MUTATIONS / 50, "only %lu accepted", accepted);
+  cr_assert_gt(peeked_accepted, accepted * 9 / 10, "peeked only %lu of %lu accepted",
+               peeked_accepted, accepted);
   int reasons = 0;
   for (int i = 1; i < TP_REJECT_COUNT; i++)
     reasons += by_reason[i] > 0;
