@@ -91,12 +91,17 @@ static tp_err_t grow(tp_dedup_t *d, size_t new_cap) {
   while (index_size < new_cap * 2)
     index_size <<= 1;
   uint64_t *ring = tp_malloc(new_cap * sizeof(*ring));
-  uint64_t *index = tp_calloc(index_size, sizeof(*index));
+  uint64_t *index = tp_malloc(index_size * sizeof(*index));
   if (ring == NULL || index == NULL) {
     tp_free(ring);
     tp_free(index);
     return TP_ENOMEM;
   }
+  /* Written, not calloc'd: a page of a fresh calloc'd index is first read
+   * (as the kernel's zero page) by a lookup and then copied when written,
+   * and replacing that mapping interrupts every core of the process (a TLB
+   * shootdown); a page written first is simply allocated. */
+  memset(index, 0, index_size * sizeof(*index));
   /* Oldest element sits at head when full, at 0 otherwise. */
   size_t start = d->count == d->cap ? d->head : 0;
   for (size_t k = 0; k < d->count; k++)
