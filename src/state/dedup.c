@@ -100,7 +100,10 @@ static tp_err_t grow(tp_dedup_t *d, size_t new_cap) {
   /* Written, not calloc'd: a page of a fresh calloc'd index is first read
    * (as the kernel's zero page) by a lookup and then copied when written,
    * and replacing that mapping interrupts every core of the process (a TLB
-   * shootdown); a page written first is simply allocated. */
+   * shootdown); a page written first is simply allocated. Memory is not
+   * the price: but for the first index (16 KiB), every index is allocated
+   * to take a quarter of its slots at once (below), which lands on every
+   * page anyway. */
   memset(index, 0, index_size * sizeof(*index));
   /* Oldest element sits at head when full, at 0 otherwise. */
   size_t start = d->count == d->cap ? d->head : 0;
