@@ -97,6 +97,41 @@ Test(table, get_finds_inserted_node_and_misses_absent_key) {
   tp_table_destroy(tbl);
 }
 
+static int count_node(tp_table_node_t *node, void *arg) {
+  (void)node;
+  (*(size_t *)arg)++;
+  return 0;
+}
+
+/* Slot arrays up to 32 MiB are written at creation, larger ones calloc'd:
+ * both work and start empty. 3 000 000 entries take 4 Mi slots (32 MiB),
+ * 4 000 000 take 8 Mi (64 MiB). (The other tests' small tables come from
+ * reused heap memory, where leaving the slots unwritten crashes them.) */
+Test(table, tables_on_either_side_of_the_prefault_limit_start_empty) {
+  static const size_t caps[] = {3000000, 4000000};
+  for (size_t c = 0; c < TP_ARRAY_SIZE(caps); c++) {
+    tp_table_t *tbl = table_new(caps[c]);
+    size_t live = 0;
+    tp_table_read_begin(tbl);
+    tp_table_foreach(tbl, count_node, &live);
+    tp_table_read_end(tbl);
+    cr_assert_eq(live, 0, "cap %zu: %zu nodes in a new table", caps[c], live);
+    entry_t e[64];
+    for (size_t i = 0; i < TP_ARRAY_SIZE(e); i++) {
+      char key[32];
+      snprintf(key, sizeof(key), "touchpoint.%zu", i);
+      entry_set(&e[i], key, i);
+      cr_assert_null(get_key(tbl, &e[i]), "cap %zu: %s found before its insert", caps[c],
+                     key);
+      cr_assert_eq(tp_table_insert(tbl, &e[i].node, NULL), TP_OK);
+    }
+    for (size_t i = 0; i < TP_ARRAY_SIZE(e); i++)
+      cr_assert_eq(get_key(tbl, &e[i]), &e[i].node);
+    cr_assert_eq(tp_table_size(tbl), TP_ARRAY_SIZE(e));
+    tp_table_destroy(tbl);
+  }
+}
+
 /* The prefetch hint's peek: the node in a hash's home slot when its tag
  * matches, nothing for an empty slot or another key's tag. */
 Test(table, peek_names_the_home_slot_node_of_a_matching_tag_only) {
