@@ -138,9 +138,9 @@ tp_err_t tp__dedup_add(tp_dedup_t *d, uint64_t fp) {
      * additions later meanwhile. */
     __builtin_prefetch(&d->index[home_of(d, d->ring[(d->head + PREFETCH_OLDEST) % d->cap])]);
     index_remove(d, d->head);
-  }
-  else
+  } else {
     d->count++;
+  }
   d->ring[d->head] = fp;
   index_put(d, fp, d->head);
   d->head = (d->head + 1) % d->cap;

@@ -393,35 +393,33 @@ static bool has_durations(const tp_bhdr_t *h) {
 }
 
 /*
- * s[i] += in[i] - out[i] for the n words of one view's sums, in place, and
- * the result copied to w for the rules. Unsigned wrap-around makes the
- * subtraction exact: a bucket leaves a window only after it entered it.
- * Inlined with a constant n per source, the loop unrolls to a load, two
- * arithmetic operations and two stores per word. Every store is a release
- * store (a plain store on x86) inside the caller's sequence lock.
+ * s[i] += in[i] - out[i] for the words of one view's sums, in place, and
+ * the result copied to w for the rules: first the n32 words counting 32-bit
+ * bucket counters, then the n64 counting 64-bit ones. Unsigned wrap-around
+ * makes the subtraction exact: a bucket leaves a window only after it
+ * entered it. Inlined with the counts constants of the source: one pass, a
+ * load, two arithmetic operations and two stores per word. Every store is a
+ * release store (a plain store on x86) inside the caller's sequence lock.
  */
-static inline __attribute__((always_inline)) void fold32(_Atomic uint64_t *s, uint64_t *w,
-                                                         const uint32_t *in,
-                                                         const uint32_t *out, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint64_t v = atomic_load_explicit(&s[i], memory_order_relaxed) + in[i] - out[i];
-    w[i] = v;
-    atomic_store_explicit(&s[i], v, memory_order_release);
+static inline __attribute__((always_inline)) void
+fold(_Atomic uint64_t *s, uint64_t *w, const uint32_t *in32, const uint32_t *out32, size_t n32,
+     const uint64_t *in64, const uint64_t *out64, size_t n64) {
+  for (size_t i = 0; i < n32; i++) {
+    w[i] = atomic_load_explicit(&s[i], memory_order_relaxed) + in32[i] - out32[i];
+    atomic_store_explicit(&s[i], w[i], memory_order_release);
+  }
+  for (size_t i = n32; i < n32 + n64; i++) {
+    w[i] = atomic_load_explicit(&s[i], memory_order_relaxed) + in64[i - n32] - out64[i - n32];
+    atomic_store_explicit(&s[i], w[i], memory_order_release);
   }
 }
 
-static inline __attribute__((always_inline)) void fold64(_Atomic uint64_t *s, uint64_t *w,
-                                                         const uint64_t *in,
-                                                         const uint64_t *out, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    uint64_t v = atomic_load_explicit(&s[i], memory_order_relaxed) + in[i] - out[i];
-    w[i] = v;
-    atomic_store_explicit(&s[i], v, memory_order_release);
-  }
-}
-
-/* What stands for an absent bucket: counters of zero. */
-static const tp_sup_bucket_t no_bucket;
+/* What stands for an absent bucket of any source: counters of zero. */
+static const union {
+  tp_fb_bucket_t fb;
+  tp_sup_bucket_t sup;
+  tp_com_bucket_t com;
+} no_bucket;
 
 /*
  * Bucket in enters and bucket out leaves the window whose sums start at s
@@ -430,21 +428,23 @@ static const tp_sup_bucket_t no_bucket;
  */
 static void fold_view(const tp_kind_t *kind, _Atomic uint64_t *s, uint64_t *w,
                       const tp_bhdr_t *in, const tp_bhdr_t *out) {
-  if (in == NULL)
-    in = &no_bucket.h;
-  if (out == NULL)
-    out = &no_bucket.h;
   switch (kind->src) {
-  case TP_SRC_FEEDBACK:
-    fold32(s, w, ((const tp_fb_bucket_t *)in)->c, ((const tp_fb_bucket_t *)out)->c, TP_W_FB);
+  case TP_SRC_FEEDBACK: {
+    const tp_fb_bucket_t *bi = in ? (const tp_fb_bucket_t *)in : &no_bucket.fb;
+    const tp_fb_bucket_t *bo = out ? (const tp_fb_bucket_t *)out : &no_bucket.fb;
+    fold(s, w, bi->c, bo->c, TP_W_FB, NULL, NULL, 0);
     break;
-  case TP_SRC_COMMERCE:
-    fold32(s, w, ((const tp_com_bucket_t *)in)->c, ((const tp_com_bucket_t *)out)->c, TP_W_COM);
+  }
+  case TP_SRC_COMMERCE: {
+    const tp_com_bucket_t *bi = in ? (const tp_com_bucket_t *)in : &no_bucket.com;
+    const tp_com_bucket_t *bo = out ? (const tp_com_bucket_t *)out : &no_bucket.com;
+    fold(s, w, bi->c, bo->c, TP_W_COM, NULL, NULL, 0);
     break;
+  }
   case TP_SRC_SUPPORT: {
-    const tp_sup_bucket_t *bi = (const tp_sup_bucket_t *)in, *bo = (const tp_sup_bucket_t *)out;
-    fold32(s, w, bi->c, bo->c, TP_W_SUP32);
-    fold64(s + TP_W_SUP32, w + TP_W_SUP32, bi->c64, bo->c64, TP_W_SUP - TP_W_SUP32);
+    const tp_sup_bucket_t *bi = in ? (const tp_sup_bucket_t *)in : &no_bucket.sup;
+    const tp_sup_bucket_t *bo = out ? (const tp_sup_bucket_t *)out : &no_bucket.sup;
+    fold(s, w, bi->c, bo->c, TP_W_SUP32, bi->c64, bo->c64, TP_W_SUP - TP_W_SUP32);
     for (size_t k = TP_W_SUP; k < TP_W_SUP + TP_QUANTILES; k++)
       w[k] = atomic_load_explicit(&s[k], memory_order_relaxed);
     break;
