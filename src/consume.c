@@ -729,8 +729,12 @@ static void rewind_all(tp_pipeline_t *pl) {
     if (atomic_load(&c->restoring))
       atomic_fetch_sub(&pl->n_restoring, 1);
     atomic_store(&c->restoring, false);
+    /* A /metrics scrape reads c->part under ctx_lock (metrics.c): replace
+     * it there, or the scrape reads a freed partition. */
+    pthread_mutex_lock(&pl->ctx_lock);
     tp_part_destroy(c->part);
     c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
+    pthread_mutex_unlock(&pl->ctx_lock);
     if (c->part == NULL) {
       set_failed(pl, err);
       goto out;

@@ -126,8 +126,8 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
   part_ctx_t pc = {pl, out};
   tp_state_foreach_part(pl->st, part_watermark, &pc);
 
-  /* Per assigned partition: lag, restore progress. pl->ctxs changes under
-   * ctx_lock; the fields read here are atomics. */
+  /* Per assigned partition: lag, restore progress. pl->ctxs and each
+   * context's part change under ctx_lock; the fields read here are atomics. */
   int64_t lowest_wm = INT64_MAX;
   tp_buf_t lag = TP_BUF_INIT, rest = TP_BUF_INIT, restored = TP_BUF_INIT;
   pthread_mutex_lock(&pl->ctx_lock);
@@ -151,7 +151,10 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
     tp_buf_printf(&rest, "touchpulse_partition_restoring%s %d\n", labels, restoring ? 1 : 0);
     tp_buf_printf(&restored, "touchpulse_restored_records_total%s %llu\n", labels,
                   (unsigned long long)atomic_load(&c->restored));
-    int64_t wm = atomic_load_explicit(&tp_part_stats(c->part)->watermark, memory_order_relaxed);
+    /* NULL after a rewind that ran out of memory (the pipeline stops). */
+    int64_t wm = c->part != NULL ? atomic_load_explicit(&tp_part_stats(c->part)->watermark,
+                                                        memory_order_relaxed)
+                                 : INT64_MIN;
     if (!restoring && wm != INT64_MIN && wm < lowest_wm)
       lowest_wm = wm;
   }
