@@ -915,30 +915,19 @@ tp_reject_t tp_decode(tp_source_t src, const void *buf, size_t len,
 }
 
 bool tp_peek_event_id(const void *buf, size_t len, const char **id, size_t *id_len) {
-  const uint8_t *p = buf, *end = p + len;
   if (buf == NULL || len == 0)
     return false;
-  if (p[0] == 0x00) { /* the Confluent header, as in tp_decode() */
+  dec_t d = {.p = buf, .end = (const uint8_t *)buf + len, .base = buf};
+  if (d.p[0] == 0x00) { /* the Confluent header, as in tp_decode() */
     if (len < CONFLUENT_HEADER)
       return false;
-    p += CONFLUENT_HEADER;
+    d.p += CONFLUENT_HEADER;
   }
-  /* 1..TP_ID_MAX bytes: a zigzag length of one or two varint bytes. */
-  if (end - p < 2)
+  tp_str_t s = {NULL, 0};
+  if (rd_string(&d, F_EVENT_ID, &s) != TP_REJECT_NONE || s.len == 0 || s.len > TP_ID_MAX)
     return false;
-  uint32_t z = p[0];
-  p++;
-  if (z & 0x80) {
-    if (p[0] & 0x80)
-      return false;
-    z = (z & 0x7f) | (uint32_t)p[0] << 7;
-    p++;
-  }
-  size_t n = z >> 1;
-  if ((z & 1) || n == 0 || n > TP_ID_MAX || n > (size_t)(end - p))
-    return false;
-  *id = (const char *)p;
-  *id_len = n;
+  *id = s.ptr;
+  *id_len = s.len;
   return true;
 }
 

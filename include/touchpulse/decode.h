@@ -81,11 +81,11 @@ tp_reject_t tp_decode(tp_source_t src, const void *buf, size_t len,
 /**
  * @brief Where a record value's event_id lies, without decoding the record:
  *        the first field of every input schema, after the Confluent header
- *        if there is one. When it returns true for a record tp_decode()
- *        accepts, *id and *id_len are that record's ev->event_id (it
- *        returns false for lengths written in more than two bytes, which
- *        Avro allows but no writer produces); for any other input they lie
- *        within buf. A hint for prefetching, never a validation.
+ *        if there is one, read by tp_decode()'s own string reader. For a
+ *        record tp_decode() accepts it returns true, and *id and *id_len are
+ *        that record's ev->event_id; for any other input they lie within
+ *        buf, or it returns false. A hint for prefetching, never a
+ *        validation.
  * @thread any; reads at most len bytes of buf.
  */
 bool tp_peek_event_id(const void *buf, size_t len, const char **id, size_t *id_len);

@@ -262,6 +262,11 @@ tp_table_t *tp_table_new(size_t max_entries, char *errstr,
   tbl = tp_calloc(1, sizeof(*tbl));
   if (tbl == NULL)
     goto err;
+  /* calloc's zero bytes are SLOT_EMPTY: on every platform we build for a
+   * lock-free atomic integer has the representation of the plain one. */
+  tbl->slots = tp_calloc(nslots, sizeof(*tbl->slots));
+  if (tbl->slots == NULL)
+    goto err;
   /*
    * A page of a calloc'd array stays unallocated until used, which a cap
    * far above the live entries needs. The price: a page first read by a
@@ -269,22 +274,11 @@ tp_table_t *tp_table_new(size_t max_entries, char *errstr,
    * and replacing that mapping while other threads run is a TLB shootdown,
    * an interrupt to every core. Draining 2 000 000 records of 1 000 000
    * touchpoints, inserts spent 5 % of touchpulse's samples in such faults.
-   * So an array of up to PREFAULT_MAX bytes is written here and resident
-   * from the start; a larger one is left to calloc. On every platform we
-   * build for, a lock-free atomic integer has the representation of the
-   * plain one, so calloc's zero bytes are SLOT_EMPTY.
+   * So an array of up to PREFAULT_MAX bytes is written here, and resident
+   * from the start.
    */
-  if (nslots * sizeof(*tbl->slots) <= PREFAULT_MAX) {
-    tbl->slots = tp_malloc(nslots * sizeof(*tbl->slots));
-    if (tbl->slots == NULL)
-      goto err;
-    for (size_t i = 0; i < nslots; i++)
-      atomic_init(&tbl->slots[i], SLOT_EMPTY);
-  } else {
-    tbl->slots = tp_calloc(nslots, sizeof(*tbl->slots));
-    if (tbl->slots == NULL)
-      goto err;
-  }
+  if (nslots * sizeof(*tbl->slots) <= PREFAULT_MAX)
+    memset(tbl->slots, 0, nslots * sizeof(*tbl->slots));
   tbl->mask = nslots - 1;
   tbl->max_entries = max_entries;
   atomic_init(&tbl->count, 0);

@@ -103,10 +103,9 @@ static int count_node(tp_table_node_t *node, void *arg) {
   return 0;
 }
 
-/* Slot arrays up to 32 MiB are written at creation, larger ones calloc'd:
- * both work and start empty. 3 000 000 entries take 4 Mi slots (32 MiB),
- * 4 000 000 take 8 Mi (64 MiB). (The other tests' small tables come from
- * reused heap memory, where leaving the slots unwritten crashes them.) */
+/* Slot arrays up to 32 MiB are written at creation, larger ones only
+ * calloc'd: both work and start empty. 3 000 000 entries take 4 Mi slots
+ * (32 MiB), 4 000 000 take 8 Mi (64 MiB). */
 Test(table, tables_on_either_side_of_the_prefault_limit_start_empty) {
   static const size_t caps[] = {3000000, 4000000};
   for (size_t c = 0; c < TP_ARRAY_SIZE(caps); c++) {
