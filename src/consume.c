@@ -309,7 +309,8 @@ static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx) {
 static void check_idle(worker_t *w) {
   tp_pipeline_t *pl = w->pl;
   int64_t timeout = pl->cfg->idle_timeout_ms;
-  if (timeout <= 0 || w->now - w->last_idle_check < IDLE_CHECK_MS)
+  if (timeout <= 0 || w->now - w->last_idle_check < IDLE_CHECK_MS ||
+      atomic_load(&pl->workers_quit) || atomic_load(&pl->failed))
     return;
   w->last_idle_check = w->now;
   int64_t lowest = INT64_MAX;
@@ -320,6 +321,8 @@ static void check_idle(worker_t *w) {
     if (c->worker == w->id)
       atomic_store(&c->idle, idle);
     any_idle = any_idle || idle;
+    if (c->part == NULL)
+      continue; /* a failed rewind left none: the pipeline is stopping */
     int64_t wm = atomic_load_explicit(&tp_part_stats(c->part)->watermark, memory_order_relaxed);
     if (!idle && wm != INT64_MIN && wm < lowest)
       lowest = wm;
@@ -390,9 +393,10 @@ static void *worker_main(void *arg) {
     size_t n = consume_batch(w->q, POLL_MS, msgs, BATCH);
     /* A pause may have changed this worker's partitions: take it before
      * touching the batch, whose records of revoked partitions are dropped,
-     * and all of it when the partitions were rewound meanwhile. */
+     * and all of it when the partitions were rewound meanwhile or the
+     * workers are leaving (after a failed rewind a partition may be gone). */
     worker_barrier(w);
-    bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen;
+    bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen || atomic_load(&pl->workers_quit);
     w->now = pl->now_ms();
     w->last_rkt = NULL;
     for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++) {
@@ -724,6 +728,10 @@ static void rewind_all(tp_pipeline_t *pl) {
     return;
   }
   char err[256];
+  /* Whatever a worker holds is stale from here on, even when a partition
+   * cannot be created again below (the pipeline then stops): the workers
+   * released to leave must not touch a replaced or missing partition. */
+  atomic_fetch_add(&pl->rewind_gen, 1);
   for (size_t i = 0; i < n; i++) {
     pctx_t *c = pl->ctxs[i];
     if (atomic_load(&c->restoring))
@@ -747,7 +755,6 @@ static void rewind_all(tp_pipeline_t *pl) {
     int64_t off = start[i] == RD_KAFKA_OFFSET_INVALID ? RD_KAFKA_OFFSET_BEGINNING : start[i];
     rd_kafka_topic_partition_list_add(seek, pl->cfg->topics[c->src], c->partition)->offset = off;
   }
-  atomic_fetch_add(&pl->rewind_gen, 1);
   /* librdkafka 2.0.2 has been seen to give up on a seek well before the
    * timeout when the machine is loaded (__TIMED_OUT after ~0.5 s): seeking
    * to the same offsets again is harmless, so retry within the budget. */
