@@ -187,7 +187,8 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
         except OSError:
             pass
         time.sleep(0.02)
-    caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed")
+    caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed since start; "
+                        r"(\d+) checkpoints held the workers for ([\d.]+) s")
     with open(logpath) as log_lines:  # read as it grows, each line once
         partial = ""
         while last is None and time.time() < deadline:
@@ -200,6 +201,7 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
                     break
                 mt = caught.match(line)
                 if mt and int(mt.group(2)) >= expected:
+                    held = {"checkpoints": int(mt.group(3)), "held_s": float(mt.group(4))}
                     last = datetime.datetime.strptime(mt.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") \
                         .replace(tzinfo=datetime.timezone.utc).timestamp()
             time.sleep(0.2)
@@ -228,6 +230,9 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
         "aborts": int(m("touchpulse_transaction_aborts_total")),
         "first_ms": first * 1000, "last_ms": last * 1000,
         "alert_topic": alerts_topic,
+        # Checkpoints from start until caught up, and how long they held
+        # the workers (the log line that marks the end of the drain).
+        "checkpoints": held["checkpoints"], "checkpoint_hold_s": held["held_s"],
     }
     return res, ru, t0
 
@@ -340,8 +345,12 @@ def main():
                        "rss_mb": ru.ru_maxrss / 1024.0,
                        "alerts": res.get("alerts"), "detail": res}
                 ds["runs"].append(row)
+                held = ""
+                if "checkpoint_hold_s" in res:
+                    held = (f", {res['checkpoints']} checkpoints held the workers "
+                            f"{res['checkpoint_hold_s']:.2f} s")
                 log(f"  {who} rep {rep}: {row['rate']:.0f} rec/s, drain {secs:.2f} s, "
-                    f"cpu {cpu:.1f} s, rss {row['rss_mb']:.0f} MB, alerts {row['alerts']}")
+                    f"cpu {cpu:.1f} s, rss {row['rss_mb']:.0f} MB, alerts {row['alerts']}{held}")
         for who in who_list:
             rows = [r for r in ds["runs"] if r["contestant"] == who and "error" not in r]
             if rows:

@@ -79,7 +79,6 @@ static tp_entry_t *entry_new(tp_part_t *p, const tp_event_t *ev, uint64_t hash,
   e->node.hash = hash;
   e->node.key = e->key;
   e->node.key_len = (uint32_t)key_len;
-  e->part = p;
   e->touchpoint = e->key + TP_KEY_PREFIX;
   e->tp_len = (uint16_t)ev->touchpoint.len;
   e->last_eval = 0;
@@ -569,6 +568,7 @@ static void evaluate(tp_part_t *p, int64_t T) {
       const char *ahead = (const char *)slot->v[i + 8];
       __builtin_prefetch(ahead);
       __builtin_prefetch(ahead + 64); /* the ring tags */
+      __builtin_prefetch(ahead + 128); /* rules, view_end, pub_phase */
     }
     if (i + 4 < slot->n) {
       const tp_entry_t *ahead = slot->v[i + 4];

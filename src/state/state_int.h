@@ -147,7 +147,12 @@ typedef struct {
  */
 typedef struct tp_entry_s {
   tp_table_node_t node;
-  struct tp_part_s *part;
+  /* [kind->n_views * kind->pub_words]: per window, its running sums
+   * (TP_W_*) and for support its quantiles (double bits, NaN when
+   * undefined). The pointer sits in the first cache line, with the ring's:
+   * the boundary loop reads both to fetch what the next evaluations need
+   * (part.c, evaluate), and reading it must not be a miss of its own. */
+  _Atomic uint64_t *sums;
   uint32_t last_eval;   /* boundary index (T / step) of the last evaluation */
   uint16_t tp_len;
   uint8_t sc_stage, sc_channel; /* as last seen before the last boundary */
@@ -159,10 +164,6 @@ typedef struct tp_entry_s {
    * cache line of the entry instead of every bucket's header. */
   uint32_t ring_tag[TP_RING_SPARSE_MAX];
   tp_rule_state_t *rules;       /* [kind->n_rules] */
-  /* [kind->n_views * kind->pub_words]: per window, its running sums
-   * (TP_W_*) and for support its quantiles (double bits, NaN when
-   * undefined) */
-  _Atomic uint64_t *sums;
   const char *touchpoint;       /* points into key, not NUL-terminated */
 
   _Atomic int64_t view_end;        /* 0 before the first evaluation */
