@@ -559,10 +559,15 @@ static void evaluate(tp_part_t *p, int64_t T) {
   uint64_t bi = (uint64_t)(T / p->st->cfg->step_ms);
   struct tp_wheel_slot_s *slot = &p->wheel[bi % p->wheel_len];
   /* Entries rescheduled while evaluating go to slot bi + 1, never here.
-   * Entries lie anywhere in memory: fetch them, then the bucket written
-   * last (usually the one entering their windows), a few entries ahead, so
-   * the misses overlap. */
+   * Entries lie anywhere in memory, and an evaluation stalls on each line
+   * it reads that is not in the cache. So the first three lines of the
+   * entry 8 places ahead are fetched (the ring and sums pointers, the ring
+   * tags, the published fields), and 4 places ahead, from those pointers,
+   * every line of its sums and both lines a bucket may straddle of the
+   * bucket written last (the one entering the windows, or leaving one, in
+   * nearly every evaluation: 99 % and 87 % in bench_apply). */
   const tp_kind_t *kind = p->kind;
+  size_t sums_bytes = kind->n_views * kind->pub_words * sizeof(uint64_t);
   for (uint32_t i = 0; i < slot->n; i++) {
     if (i + 8 < slot->n) {
       const char *ahead = (const char *)slot->v[i + 8];
@@ -572,9 +577,16 @@ static void evaluate(tp_part_t *p, int64_t T) {
     }
     if (i + 4 < slot->n) {
       const tp_entry_t *ahead = slot->v[i + 4];
-      __builtin_prefetch(ahead->sums);
-      if (ahead->ring != NULL)
-        __builtin_prefetch((const char *)ahead->ring + (size_t)ahead->ring_hint * kind->bucket_size);
+      const char *sums = (const char *)ahead->sums;
+      for (size_t off = 0; off < sums_bytes; off += 64)
+        __builtin_prefetch(sums + off);
+      if (sums_bytes > 0) /* a source without rules has no windows */
+        __builtin_prefetch(sums + sums_bytes - 1);
+      if (ahead->ring != NULL) {
+        const char *b = (const char *)ahead->ring + (size_t)ahead->ring_hint * kind->bucket_size;
+        __builtin_prefetch(b);
+        __builtin_prefetch(b + kind->bucket_size - 1);
+      }
     }
     eval_entry(p, slot->v[i], T, bi);
   }
