@@ -495,12 +495,18 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
     e->sc_stage = in->stage;
     e->sc_channel = in->channel;
   }
+  /* w: the sums of the windows that changed (bit v of filled), and of those
+   * whose rules are evaluated anyway. */
   uint64_t w[TP_MAX_VIEWS * (TP_AGG_WORDS_MAX + TP_QUANTILES)];
+  uint32_t filled = 0;
   for (size_t v = 0; v < kind->n_views; v++) {
     uint64_t *vw = w + v * kind->pub_words;
     _Atomic uint64_t *vs = e->sums + v * kind->pub_words;
     uint64_t len = (uint64_t)(kind->view_ms[v] / step);
     const tp_bhdr_t *out = bi > len ? tp__bucket_at(kind, e, bi - 1 - len) : NULL;
+    if (in == NULL && out == NULL)
+      continue; /* nothing enters or leaves this window: its sums stand */
+    filled |= 1u << v;
     fold_view(kind, vs, vw, in, out);
     /* Support quantiles: merge the window's histograms again only when a
      * bucket with durations entered or left it; otherwise the published
@@ -521,7 +527,14 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
     }
   }
 
-  /* Only the metrics the rules read are computed here. */
+  /* Only the metrics the rules read are computed here, and only where they
+   * can change: a rule on a window whose sums stand is skipped unless it is
+   * PENDING (its count grows every boundary) or the entry was never
+   * evaluated (an empty window may breach). After tp_rule_step() any other
+   * state is its fixed point for an unchanged value: OK stays OK, FIRING
+   * stays FIRING (the clear level is at or beyond the threshold), and a
+   * rule just RESOLVED no longer breaches. */
+  bool first = atomic_load_explicit(&e->view_end, memory_order_relaxed) == 0;
   bool pending = false;
   /* Rules that fired or resolved, in order, and which of the two. */
   uint8_t fired[TP_MAX_RULES_PER_SOURCE];
@@ -530,6 +543,15 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
   for (size_t r = 0; r < kind->n_rules; r++) {
     if (!e->rules[r].matches)
       continue;
+    size_t v = kind->rule_view[r];
+    if (!(filled >> v & 1u)) {
+      if (!first && e->rules[r].phase != TP_RULE_PENDING)
+        continue;
+      for (size_t k = 0; k < kind->pub_words; k++)
+        w[v * kind->pub_words + k] =
+            atomic_load_explicit(&e->sums[v * kind->pub_words + k], memory_order_relaxed);
+      filled |= 1u << v;
+    }
     tp_metric_value_t mv = rule_value(kind, r, w);
     tp_rule_step_t st = tp_rule_step(kind->rules[r], &e->rules[r], &mv, NULL);
     if (st == TP_RULE_FIRE || st == TP_RULE_RESOLVE) {
