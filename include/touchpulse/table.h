@@ -52,9 +52,10 @@ void tp_table_destroy(tp_table_t *tbl);
 /** Start fetching the slot a lookup of hash reads first (a hint). */
 void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash);
 
-/** The node a lookup of hash would compare first if its tag matches, else
- *  NULL, without comparing keys: for prefetching only (never dereference
- *  it: it may be removed meanwhile). @thread any, in or out of a read section */
+/** The first node with hash's tag on the probe path of hash, within the
+ *  cache line of its first slot, else NULL, without comparing keys: for
+ *  prefetching only (never dereference it: it may be another key's, or be
+ *  removed meanwhile). @thread any, in or out of a read section */
 const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash);
 
 /**

@@ -156,7 +156,8 @@ struct tp_table_s {
    * as acquire loads they make the node's fields, written before the
    * insert, visible; as seq_cst loads they take part in the reclamation
    * handshake above. Inserts and removes scan with acquire. */
-  _Atomic uintptr_t *slots;
+  _Atomic uintptr_t *slots; /* aligned to TP_CACHELINE, inside slots_mem */
+  void *slots_mem;
   size_t mask;
   size_t max_entries;
   char pad0[TP_CACHELINE];
@@ -263,10 +264,15 @@ tp_table_t *tp_table_new(size_t max_entries, char *errstr,
   if (tbl == NULL)
     goto err;
   /* calloc's zero bytes are SLOT_EMPTY: on every platform we build for a
-   * lock-free atomic integer has the representation of the plain one. */
-  tbl->slots = tp_calloc(nslots, sizeof(*tbl->slots));
-  if (tbl->slots == NULL)
+   * lock-free atomic integer has the representation of the plain one. The
+   * array starts on a cache line (a line more is allocated to find one), so
+   * each line holds the 8 slots i..i+7 of one i divisible by 8: what
+   * tp_table_prefetch() fetches is what tp_table_peek() reads. */
+  tbl->slots_mem = tp_calloc(nslots + TP_CACHELINE / sizeof(*tbl->slots), sizeof(*tbl->slots));
+  if (tbl->slots_mem == NULL)
     goto err;
+  tbl->slots = (_Atomic uintptr_t *)(((uintptr_t)tbl->slots_mem + TP_CACHELINE - 1) &
+                                     ~(uintptr_t)(TP_CACHELINE - 1));
   /*
    * A page of a calloc'd array stays unallocated until used, which a cap
    * far above the live entries needs. The price: a page first read by a
@@ -316,7 +322,7 @@ void tp_table_destroy(tp_table_t *tbl) {
     free_retired(rec);
     rec = next;
   }
-  tp_free(tbl->slots);
+  tp_free(tbl->slots_mem);
   tp_free(tbl);
 }
 
@@ -336,10 +342,20 @@ void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash) {
 }
 
 const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash) {
-  uintptr_t w = atomic_load_explicit(&tbl->slots[(size_t)hash & tbl->mask], memory_order_relaxed);
-  if ((w & (TAG_MASK | SLOT_LOW_BITS)) != (tag_bits(hash) | SLOT_TAGGED))
-    return NULL;
-  return slot_node(w);
+  /* The probe path as far as the home slot's cache line goes (the line
+   * tp_table_prefetch() fetched): a key displaced by a collision is
+   * usually a slot or two further. */
+  const uintptr_t want = tag_bits(hash) | SLOT_TAGGED;
+  size_t i = (size_t)hash & tbl->mask;
+  size_t end = (i | (TP_CACHELINE / sizeof(*tbl->slots) - 1)) + 1;
+  for (; i < end && i <= tbl->mask; i++) {
+    uintptr_t w = atomic_load_explicit(&tbl->slots[i], memory_order_relaxed);
+    if (w == SLOT_EMPTY)
+      return NULL;
+    if ((w & (TAG_MASK | SLOT_LOW_BITS)) == want)
+      return slot_node(w);
+  }
+  return NULL;
 }
 
 tp_table_node_t *tp_table_get(const tp_table_t *tbl, uint64_t hash,

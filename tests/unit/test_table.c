@@ -131,11 +131,13 @@ Test(table, tables_on_either_side_of_the_prefault_limit_start_empty) {
   }
 }
 
-/* The prefetch hint's peek: the node in a hash's home slot when its tag
- * matches, nothing for an empty slot or another key's tag. */
-Test(table, peek_names_the_home_slot_node_of_a_matching_tag_only) {
-  tp_table_t *tbl = table_new(16);
-  entry_t a, b;
+/* The prefetch hint's peek: the first node of a matching tag on the hash's
+ * probe path within its home slot's cache line (slots 0-7, 8-15, ...), and
+ * nothing for an empty slot, another key's tag or a node displaced beyond
+ * that line. */
+Test(table, peek_names_a_node_of_a_matching_tag_within_the_home_line_only) {
+  tp_table_t *tbl = table_new(16); /* 32 slots */
+  entry_t a, b, c, d;
   entry_set_hash(&a, "a", colliding_hash(0));
   entry_set_hash(&b, "b", colliding_hash(1)); /* same home slot, other tag */
   cr_assert_null(tp_table_peek(tbl, a.node.hash));
@@ -145,6 +147,19 @@ Test(table, peek_names_the_home_slot_node_of_a_matching_tag_only) {
   tp_table_prefetch(tbl, b.node.hash); /* a hint: changes nothing */
   cr_assert_eq(get_key(tbl, &a), &a.node);
   cr_assert_null(get_key(tbl, &b));
+  /* b displaced by a into slot 1, within the line. */
+  cr_assert_eq(tp_table_insert(tbl, &b.node, NULL), TP_OK);
+  cr_assert_eq(tp_table_peek(tbl, b.node.hash), &b.node);
+  cr_assert_eq(tp_table_peek(tbl, a.node.hash), &a.node);
+  /* c and d both at home in slot 7, the line's last: d lands in slot 8,
+   * the next line, where peek does not look; the lookup still finds it. */
+  entry_set_hash(&c, "c", colliding_hash(2) | 7);
+  entry_set_hash(&d, "d", colliding_hash(3) | 7);
+  cr_assert_eq(tp_table_insert(tbl, &c.node, NULL), TP_OK);
+  cr_assert_eq(tp_table_insert(tbl, &d.node, NULL), TP_OK);
+  cr_assert_eq(tp_table_peek(tbl, c.node.hash), &c.node);
+  cr_assert_null(tp_table_peek(tbl, d.node.hash));
+  cr_assert_eq(get_key(tbl, &d), &d.node);
   tp_table_destroy(tbl);
 }
 
