@@ -271,8 +271,8 @@ tp_table_t *tp_table_new(size_t max_entries, char *errstr,
   tbl->slots_mem = tp_calloc(nslots + TP_CACHELINE / sizeof(*tbl->slots), sizeof(*tbl->slots));
   if (tbl->slots_mem == NULL)
     goto err;
-  tbl->slots = (_Atomic uintptr_t *)(((uintptr_t)tbl->slots_mem + TP_CACHELINE - 1) &
-                                     ~(uintptr_t)(TP_CACHELINE - 1));
+  size_t skew = (TP_CACHELINE - (uintptr_t)tbl->slots_mem % TP_CACHELINE) % TP_CACHELINE;
+  tbl->slots = (_Atomic uintptr_t *)((char *)tbl->slots_mem + skew);
   /*
    * A page of a calloc'd array stays unallocated until used, which a cap
    * far above the live entries needs. The price: a page first read by a
