@@ -476,6 +476,21 @@ static bool abort_point(tp_pipeline_t *pl) {
 }
 
 /*
+ * Fault injection: with TP_FAULT_REWIND_NOMEM=1, a rewind after an aborted
+ * transaction cannot create the partitions' state again, as without memory:
+ * the pipeline must stop with an error, its workers touching no partition.
+ */
+static bool rewind_nomem_point(void) {
+  static int armed = -1;
+  if (armed == -1) {
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
+    const char *v = getenv("TP_FAULT_REWIND_NOMEM");
+    armed = v != NULL && strcmp(v, "1") == 0;
+  }
+  return armed == 1;
+}
+
+/*
  * Commit the processed offsets of ctxs together with everything produced
  * since the last checkpoint. Workers must be paused (or gone), so the cut is
  * consistent: every alert and dead letter queued so far was caused by
@@ -730,8 +745,12 @@ static void rewind_all(tp_pipeline_t *pl) {
   char err[256];
   /* Whatever a worker holds is stale from here on, even when a partition
    * cannot be created again below (the pipeline then stops): the workers
-   * released to leave must not touch a replaced or missing partition. */
+   * released to leave must not touch a replaced or missing partition. And
+   * nothing processed since the last commit counts any more: its alerts
+   * went with the aborted transaction. */
   atomic_fetch_add(&pl->rewind_gen, 1);
+  for (size_t i = 0; i < n; i++)
+    pl->ctxs[i]->next_offset = -1;
   for (size_t i = 0; i < n; i++) {
     pctx_t *c = pl->ctxs[i];
     if (atomic_load(&c->restoring))
@@ -741,13 +760,18 @@ static void rewind_all(tp_pipeline_t *pl) {
      * it there, or the scrape reads a freed partition. */
     pthread_mutex_lock(&pl->ctx_lock);
     tp_part_destroy(c->part);
-    c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
+    if (rewind_nomem_point()) {
+      c->part = NULL;
+      snprintf(err, sizeof(err), "%s partition %d: out of memory (TP_FAULT_REWIND_NOMEM)",
+               tp_source_name(c->src), (int)c->partition);
+    } else {
+      c->part = tp_part_new(pl->st, c->src, c->partition, on_alert, c, err, sizeof(err));
+    }
     pthread_mutex_unlock(&pl->ctx_lock);
     if (c->part == NULL) {
       set_failed(pl, err);
       goto out;
     }
-    c->next_offset = -1;
   }
   restore_plan(pl, pl->ctxs, n, start);
   for (size_t i = 0; i < n; i++) {
@@ -925,8 +949,12 @@ static void on_revoke(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
       if ((int)pl->ctxs[k]->src == src && pl->ctxs[k]->partition == parts->elems[i].partition)
         gone[n++] = pl->ctxs[k];
   }
-  if (!lost) {
-    /* Hand the partitions over committed, with every alert they caused. */
+  if (!lost && !atomic_load(&pl->failed)) {
+    /* Hand the partitions over committed, with every alert they caused.
+     * Not once the pipeline has failed: what it processed since the last
+     * commit may have lost its alerts (an aborted transaction whose
+     * rewind failed, a producer that failed), and the next owner must
+     * process it again, as after the final checkpoint that stopping skips. */
     checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS);
   } else if (tp_publisher_transactional(pl->pub)) {
     /* Someone else owns them now: their offsets cannot be committed, so the

@@ -247,6 +247,42 @@ Test(pipeline, an_aborted_transaction_rewinds_and_loses_or_repeats_nothing, .tim
   run_scenario(true, RD_KAFKA_RESP_ERR_INVALID_RECORD);
 }
 
+/*
+ * The first transaction with alerts aborts (TP_FAULT_ABORT_AT_CHECKPOINT)
+ * and its rewind cannot create the partitions again, as without memory
+ * (TP_FAULT_REWIND_NOMEM): the pipeline stops with an error. The workers,
+ * held at that moment and released to leave, may hold a batch and check
+ * idle partitions (idle_timeout is on): neither may touch a partition the
+ * rewind freed or could not replace (the ASan build reports it if they do).
+ */
+Test(pipeline, a_rewind_that_cannot_rebuild_a_partition_stops_with_an_error, .timeout = 120) {
+  cr_assert_eq(setenv("TP_FAULT_ABORT_AT_CHECKPOINT", "1", 1), 0);
+  cr_assert_eq(setenv("TP_FAULT_REWIND_NOMEM", "1", 1), 0);
+  cluster_t c;
+  cluster_init(&c);
+  produce_scenario(&c);
+  char yaml[2048];
+  /* The scenario's rules and settings after its windows line, with idle
+   * partitions followed after 100 ms. */
+  const char *after_windows = strchr(scenario_rules_yaml, '\n') + 1;
+  snprintf(yaml, sizeof(yaml),
+           "kafka: {bootstrap.servers: '%s', group.id: tp-rewind-nomem}\n"
+           "processing: {exactly_once: true, commit_interval: 200ms}\n"
+           "log: {level: warn}\n"
+           "windows: {step: 1m, allowed_lateness: 30s, idle_timeout: 100ms}\n%s",
+           c.bootstrap, after_windows);
+  tp_config_t *cfg = NULL;
+  tp_pipeline_t *pl = start_pipeline(yaml, &cfg);
+  uint64_t deadline = tp_mono_ns() + 60ull * 1000000000ull;
+  while (!tp_pipeline_failed(pl) && tp_mono_ns() < deadline)
+    usleep(10000);
+  cr_assert(tp_pipeline_failed(pl), "no transaction aborted within 60 s");
+  cr_expect_eq(tp_pipeline_stop(pl), TP_EKAFKA);
+  tp_pipeline_destroy(pl);
+  tp_config_destroy(cfg);
+  cluster_destroy(&c);
+}
+
 /* ---- idle partitions ------------------------------------------------------ */
 
 /*
