@@ -309,6 +309,8 @@ static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx) {
 static void check_idle(worker_t *w) {
   tp_pipeline_t *pl = w->pl;
   int64_t timeout = pl->cfg->idle_timeout_ms;
+  /* Not while stopping: a failed rewind may have left a context without a
+   * partition, and only sets the pipeline failed with the workers held. */
   if (timeout <= 0 || w->now - w->last_idle_check < IDLE_CHECK_MS ||
       atomic_load(&pl->workers_quit) || atomic_load(&pl->failed))
     return;
@@ -321,8 +323,6 @@ static void check_idle(worker_t *w) {
     if (c->worker == w->id)
       atomic_store(&c->idle, idle);
     any_idle = any_idle || idle;
-    if (c->part == NULL)
-      continue; /* a failed rewind left none: the pipeline is stopping */
     int64_t wm = atomic_load_explicit(&tp_part_stats(c->part)->watermark, memory_order_relaxed);
     if (!idle && wm != INT64_MIN && wm < lowest)
       lowest = wm;
@@ -430,6 +430,14 @@ static void *worker_main(void *arg) {
 
 static void rewind_all(tp_pipeline_t *pl);
 
+/* The number in a fault-injection variable of the environment, 0 when it is
+ * unset: the fault points below read theirs once. */
+static long fault_env(const char *name) {
+  /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
+  const char *v = getenv(name);
+  return v ? strtol(v, NULL, 10) : 0;
+}
+
 /*
  * Fault injection for the crash tests (tests/integration): with
  * TP_FAULT_KILL_AT_CHECKPOINT=N in the environment, the process kills itself
@@ -440,11 +448,8 @@ static void rewind_all(tp_pipeline_t *pl);
  */
 static void crash_point(tp_pipeline_t *pl) {
   static long countdown = -1;
-  if (countdown == -1) {
-    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
-    const char *v = getenv("TP_FAULT_KILL_AT_CHECKPOINT");
-    countdown = v ? strtol(v, NULL, 10) : 0;
-  }
+  if (countdown == -1)
+    countdown = fault_env("TP_FAULT_KILL_AT_CHECKPOINT");
   if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0)
     return;
   if (--countdown == 0) {
@@ -461,11 +466,8 @@ static void crash_point(tp_pipeline_t *pl) {
  */
 static bool abort_point(tp_pipeline_t *pl) {
   static long countdown = -1;
-  if (countdown == -1) {
-    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
-    const char *v = getenv("TP_FAULT_ABORT_AT_CHECKPOINT");
-    countdown = v ? strtol(v, NULL, 10) : 0;
-  }
+  if (countdown == -1)
+    countdown = fault_env("TP_FAULT_ABORT_AT_CHECKPOINT");
   if (countdown <= 0 || tp_publisher_pending(pl->pub) == 0 || --countdown > 0)
     return false;
   char err[256];
@@ -481,12 +483,9 @@ static bool abort_point(tp_pipeline_t *pl) {
  * the pipeline must stop with an error, its workers touching no partition.
  */
 static bool rewind_nomem_point(void) {
-  static int armed = -1;
-  if (armed == -1) {
-    /* NOLINTNEXTLINE(concurrency-mt-unsafe): touchpulse never calls setenv() */
-    const char *v = getenv("TP_FAULT_REWIND_NOMEM");
-    armed = v != NULL && strcmp(v, "1") == 0;
-  }
+  static long armed = -1;
+  if (armed == -1)
+    armed = fault_env("TP_FAULT_REWIND_NOMEM");
   return armed == 1;
 }
 
