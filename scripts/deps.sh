@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  librdkafka-dev libavro-dev libuv1-dev libyaml-dev
+  librdkafka-dev libavro-dev libuv1-dev libyaml-dev libjemalloc-dev
 )
 if [ "${1:-}" != --build ]; then
   # Tests: Criterion, liburcu (the benchmarks' baseline), kcat and Python

@@ -4,6 +4,7 @@
  * or configuration.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,10 @@
 #include "touchpulse/log.h"
 #include "touchpulse/service.h"
 #include "touchpulse/state.h"
+
+#ifdef TP_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 static const char usage[] =
     "usage: touchpulse --config FILE        run the service\n"
@@ -50,6 +55,33 @@ static bool parse_number(const char *s, double lo, double hi, double *out) {
     return false;
   *out = v;
   return true;
+}
+
+/*
+ * The allocator the process runs on, for the start-up log. The release
+ * build links jemalloc ahead of the C library (CMakeLists.txt says why);
+ * that its malloc is the one in use is checked, not assumed: jemalloc's
+ * count of the bytes this thread allocated must grow with an allocation.
+ */
+static const char *allocator(void) {
+#ifdef TP_JEMALLOC
+  static char name[128];
+  const char *version = NULL;
+  uint64_t before = 0, after = 0;
+  size_t vlen = sizeof version, len = sizeof before;
+  if (mallctl("version", (void *)&version, &vlen, NULL, 0) != 0 ||
+      mallctl("thread.allocated", &before, &len, NULL, 0) != 0)
+    return "the C library's malloc (jemalloc is linked but does not answer)";
+  void *volatile probe = malloc(4096);
+  int rc = mallctl("thread.allocated", &after, &len, NULL, 0);
+  free(probe);
+  if (rc != 0 || after - before < 4096)
+    return "not jemalloc: it is linked, but another malloc comes first";
+  (void)snprintf(name, sizeof name, "jemalloc %s", version);
+  return name;
+#else
+  return "the C library's malloc";
+#endif
 }
 
 /* Load a configuration; the demo's default is the example file compiled in. */
@@ -172,6 +204,7 @@ int main(int argc, char **argv) {
       break;
   }
   tp_free(dump);
+  tp_log_info("memory allocator: %s", allocator());
   int rc = demo       ? tp_demo_run(cfg, &demo_opts)
            : generate ? tp_demo_generate(cfg, &demo_opts)
                       : tp_service_run(cfg, NULL);

@@ -5,10 +5,13 @@
 #     /healthz and /readyz answer 200, /v1/touchpoints/{id} gives JSON;
 #  3. a flood of slow and malformed HTTP clients never stalls event
 #     processing (http_flood.py);
-#  4. Ctrl-C (SIGINT) stops it cleanly with exit code 0.
-# usage: demo.sh path/to/touchpulse
+#  4. Ctrl-C (SIGINT) stops it cleanly with exit code 0;
+#  5. it logs that it runs on the allocator it was built with (jemalloc in
+#     release builds, the C library's malloc under the sanitizers).
+# usage: demo.sh path/to/touchpulse jemalloc|libc
 set -euo pipefail
 bin=$1
+allocator=${2:-libc}
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -35,6 +38,11 @@ while :; do
   kill -0 $pid 2>/dev/null || fail "demo exited early"
   sleep 1
 done
+case "$allocator" in
+  jemalloc) want='memory allocator: jemalloc [0-9]' ;;
+  *)        want="memory allocator: the C library's malloc\$" ;;
+esac
+grep -Eq "$want" "$work/err" || fail "the log does not say the process runs on $allocator"
 echo "demo smoke: FIRING and RESOLVED after $(( $(date +%s) - start )) s"
 
 curl -sf "http://127.0.0.1:$port/metrics" >"$work/metrics" || fail "/metrics failed"
