@@ -210,8 +210,9 @@ static void observe_latency(worker_t *w, int src, const rd_kafka_message_t *msg)
                         memory_order_relaxed);
 }
 
-/* ctx: ctx_of(w, msg). */
-static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx) {
+/* ctx: ctx_of(w, msg); hint: hint_slot()'s for it. */
+static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx,
+                    const tp_part_hint_t *hint) {
   tp_pipeline_t *pl = w->pl;
   const tp_config_t *cfg = pl->cfg;
   int src = ctx != NULL ? (int)ctx->src : topic_source(cfg, rd_kafka_topic_name(msg->rkt));
@@ -269,7 +270,7 @@ static void process(worker_t *w, rd_kafka_message_t *msg, pctx_t *ctx) {
     }
   }
   if (reason == TP_REJECT_NONE) {
-    tp_apply_t r = tp_part_apply(ctx->part, &ev);
+    tp_apply_t r = tp_part_apply_hinted(ctx->part, &ev, hint);
     if (r == TP_APPLY_INVALID) {
       reason = TP_REJECT_OUT_OF_RANGE;
       snprintf(detail, sizeof(detail), "out_of_range: occurred_at %lld is beyond what windows hold",
@@ -362,22 +363,24 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
  * later from its slot, so that their lookups find them in the cache. A
  * record keyed otherwise only wastes the hint. The slot of the duplicate
  * index that the record's event_id is looked up in is fetched
- * PREFETCH_SLOT places ahead too, from the record's first bytes.
+ * PREFETCH_SLOT places ahead too, from the record's first bytes. The
+ * hashes of key and event id computed for these hints are handed to
+ * tp_part_apply_hinted(), which uses them where they match the decoded
+ * event.
  */
 #define PREFETCH_SLOT 8
 #define PREFETCH_ENTRY 4
 
-static uint64_t hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx) {
-  if (ctx == NULL || msg->err)
-    return 0;
-  tp_part_prefetch_record(ctx->part, msg->payload, msg->len);
-  if (msg->key == NULL)
-    return 0;
-  return tp_part_prefetch(ctx->part, msg->key, msg->key_len);
+static void hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx, tp_part_hint_t *hint) {
+  if (ctx == NULL || msg->err) {
+    *hint = (tp_part_hint_t){0};
+    return;
+  }
+  tp_part_prefetch(ctx->part, msg->key, msg->key_len, msg->payload, msg->len, hint);
 }
 
-static void hint_entry(const pctx_t *ctx, uint64_t hint) {
-  if (hint != 0)
+static void hint_entry(const pctx_t *ctx, const tp_part_hint_t *hint) {
+  if (ctx != NULL)
     tp_part_prefetch_entry(ctx->part, hint);
 }
 
@@ -385,7 +388,7 @@ static void *worker_main(void *arg) {
   worker_t *w = arg;
   tp_pipeline_t *pl = w->pl;
   rd_kafka_message_t *msgs[BATCH];
-  uint64_t hints[BATCH];
+  tp_part_hint_t hints[BATCH]; /* and the hashes they computed, for tp_part_apply_hinted() */
   pctx_t *ctxs[BATCH]; /* ctx_of() each record, once: found PREFETCH_SLOT ahead */
   while (!atomic_load(&pl->workers_quit) && !w->halted) {
     worker_barrier(w);
@@ -401,18 +404,18 @@ static void *worker_main(void *arg) {
     w->last_rkt = NULL;
     for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++) {
       ctxs[i] = ctx_of(w, msgs[i]);
-      hints[i] = hint_slot(msgs[i], ctxs[i]);
+      hint_slot(msgs[i], ctxs[i], &hints[i]);
     }
     for (size_t i = 0; i < n; i++) {
       size_t ahead = i + PREFETCH_SLOT;
       if (!stale && ahead < n) {
         ctxs[ahead] = ctx_of(w, msgs[ahead]);
-        hints[ahead] = hint_slot(msgs[ahead], ctxs[ahead]);
+        hint_slot(msgs[ahead], ctxs[ahead], &hints[ahead]);
       }
       if (!stale && i + PREFETCH_ENTRY < n)
-        hint_entry(ctxs[i + PREFETCH_ENTRY], hints[i + PREFETCH_ENTRY]);
+        hint_entry(ctxs[i + PREFETCH_ENTRY], &hints[i + PREFETCH_ENTRY]);
       if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
-        process(w, msgs[i], ctxs[i]);
+        process(w, msgs[i], ctxs[i], &hints[i]);
       rd_kafka_message_destroy(msgs[i]);
     }
     if (n > 0)

@@ -113,23 +113,44 @@ void tp_part_destroy(tp_part_t *part);
 tp_apply_t tp_part_apply(tp_part_t *part, const tp_event_t *ev);
 
 /**
- * @brief Hint that an event of touchpoint tp (len bytes) comes soon: starts
- *        fetching its slot of the touchpoint table into the cache, so the
- *        lookup in tp_part_apply() finds it there. Changes nothing.
- * @returns a value for tp_part_prefetch_entry(), a few events later.
+ * What tp_part_prefetch() computed for one record: the hashes of its key
+ * and of its event id, which tp_part_apply_hinted() takes instead of
+ * hashing them again. Read by the state only, and trusted only where it
+ * provably describes the decoded event (see tp_part_apply_hinted()).
  */
-uint64_t tp_part_prefetch(const tp_part_t *part, const char *tp, size_t len);
+typedef struct {
+  const tp_part_t *part; /* the partition it was computed for; NULL: empty */
+  const char *key;       /* the record's key, NULL when it was not hashed */
+  size_t key_len;
+  uint64_t key_hash;     /* of the partition's state key for `key` */
+  const char *id;        /* the event id tp_peek_event_id() found in the value */
+  size_t id_len;
+  uint64_t id_hash;
+} tp_part_hint_t;
+
+/**
+ * @brief Hint that the record with this key and value (not yet decoded)
+ *        comes soon: starts fetching the slot of the touchpoint table that
+ *        the key is looked up in (records are keyed by touchpoint, SPEC),
+ *        and the slot of the duplicate index that its event_id is looked up
+ *        in (tp_peek_event_id()). Changes nothing; fills *hint. A NULL key
+ *        or value skips its part.
+ */
+void tp_part_prefetch(const tp_part_t *part, const char *key, size_t key_len, const void *value,
+                      size_t len, tp_part_hint_t *hint);
 
 /** Second step of the hint, once the slot had time to arrive: starts
  *  fetching the touchpoint's entry that the slot points to. */
-void tp_part_prefetch_entry(const tp_part_t *part, uint64_t hint);
+void tp_part_prefetch_entry(const tp_part_t *part, const tp_part_hint_t *hint);
 
 /**
- * @brief Hint that the record with this value (not yet decoded) comes soon:
- *        starts fetching the slot of the duplicate index that its event_id
- *        (tp_peek_event_id()) is looked up in. Changes nothing.
+ * @brief tp_part_apply() with the hashes of tp_part_prefetch(). The event
+ *        id's hash is used when the decoder returned the very bytes that
+ *        were peeked (same address and length), the key's when the hint is
+ *        of this partition and the record's key equals the event's
+ *        touchpoint; otherwise they are computed. hint may be NULL.
  */
-void tp_part_prefetch_record(const tp_part_t *part, const void *value, size_t len);
+tp_apply_t tp_part_apply_hinted(tp_part_t *part, const tp_event_t *ev, const tp_part_hint_t *hint);
 
 /**
  * @brief Raise the watermark to at least wm without an event (an idle

@@ -753,18 +753,27 @@ void tp_part_destroy(tp_part_t *p) {
   tp_free(p);
 }
 
-uint64_t tp_part_prefetch(const tp_part_t *p, const char *tp, size_t len) {
-  if (len == 0 || len > TP_TOUCHPOINT_MAX)
-    return 0;
-  char key[TP_KEY_PREFIX + TP_TOUCHPOINT_MAX];
-  size_t key_len = tp__state_key(p->src, p->partition, tp, len, key);
-  uint64_t hash = tp_hash64(key, key_len, 0);
-  tp_table_prefetch(p->kind->table, hash);
-  return hash;
+void tp_part_prefetch(const tp_part_t *p, const char *key, size_t key_len, const void *value,
+                      size_t len, tp_part_hint_t *h) {
+  *h = (tp_part_hint_t){.part = p};
+  if (value != NULL && tp_peek_event_id(value, len, &h->id, &h->id_len)) {
+    h->id_hash = tp_hash64(h->id, h->id_len, DEDUP_SEED);
+    tp__dedup_prefetch(&p->dedup, h->id_hash);
+  }
+  if (key == NULL || key_len == 0 || key_len > TP_TOUCHPOINT_MAX)
+    return;
+  char sk[TP_KEY_PREFIX + TP_TOUCHPOINT_MAX];
+  size_t sk_len = tp__state_key(p->src, p->partition, key, key_len, sk);
+  h->key = key;
+  h->key_len = key_len;
+  h->key_hash = tp_hash64(sk, sk_len, 0);
+  tp_table_prefetch(p->kind->table, h->key_hash);
 }
 
-void tp_part_prefetch_entry(const tp_part_t *p, uint64_t hint) {
-  const char *e = tp_table_peek(p->kind->table, hint);
+void tp_part_prefetch_entry(const tp_part_t *p, const tp_part_hint_t *h) {
+  if (h->key == NULL)
+    return;
+  const char *e = tp_table_peek(p->kind->table, h->key_hash);
   if (e == NULL)
     return;
   /* The header with the ring tags, and the key the lookup compares. */
@@ -773,18 +782,19 @@ void tp_part_prefetch_entry(const tp_part_t *p, uint64_t hint) {
   __builtin_prefetch(e + offsetof(tp_entry_t, key));
 }
 
-void tp_part_prefetch_record(const tp_part_t *p, const void *value, size_t len) {
-  const char *id;
-  size_t id_len;
-  if (tp_peek_event_id(value, len, &id, &id_len))
-    tp__dedup_prefetch(&p->dedup, tp_hash64(id, id_len, DEDUP_SEED));
-}
-
-static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, tp_apply_t *why) {
+/* hint: tp_part_apply_hinted()'s, checked there to be this partition's. */
+static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, const tp_part_hint_t *hint,
+                          tp_apply_t *why) {
   char key[TP_KEY_PREFIX + TP_TOUCHPOINT_MAX];
   size_t key_len = tp__state_key(p->src, p->partition, ev->touchpoint.ptr,
                                  ev->touchpoint.len, key);
-  uint64_t hash = tp_hash64(key, key_len, 0);
+  /* The hint hashed the record's key: it is the touchpoint's hash only if
+   * the key is the touchpoint (SPEC keys records by touchpoint, but a
+   * producer may not). */
+  uint64_t hash = hint != NULL && hint->key != NULL && hint->key_len == ev->touchpoint.len &&
+                          memcmp(hint->key, ev->touchpoint.ptr, hint->key_len) == 0
+                      ? hint->key_hash
+                      : tp_hash64(key, key_len, 0);
   tp_table_t *tbl = p->kind->table;
   tp_table_node_t *node = tp_table_get(tbl, hash, key, key_len);
   if (node != NULL)
@@ -826,6 +836,12 @@ nomem:
 }
 
 tp_apply_t tp_part_apply(tp_part_t *p, const tp_event_t *ev) {
+  return tp_part_apply_hinted(p, ev, NULL);
+}
+
+tp_apply_t tp_part_apply_hinted(tp_part_t *p, const tp_event_t *ev, const tp_part_hint_t *hint) {
+  if (hint != NULL && hint->part != p)
+    hint = NULL;
   const tp_config_t *cfg = p->st->cfg;
   int64_t t = ev->occurred_at;
   if (t < 0 || t / cfg->step_ms >= (int64_t)UINT32_MAX - 1)
@@ -842,7 +858,11 @@ tp_apply_t tp_part_apply(tp_part_t *p, const tp_event_t *ev) {
     }
   }
 
-  uint64_t fp = tp_hash64(ev->event_id.ptr, ev->event_id.len, DEDUP_SEED);
+  /* The same address and length as the peeked id: the same bytes. */
+  uint64_t fp = hint != NULL && hint->id != NULL && hint->id == ev->event_id.ptr &&
+                        hint->id_len == ev->event_id.len
+                    ? hint->id_hash
+                    : tp_hash64(ev->event_id.ptr, ev->event_id.len, DEDUP_SEED);
   if (tp__dedup_contains(&p->dedup, fp)) {
     bump(&p->stats.duplicates);
     return TP_APPLY_DUPLICATE;
@@ -853,7 +873,7 @@ tp_apply_t tp_part_apply(tp_part_t *p, const tp_event_t *ev) {
   }
 
   tp_apply_t why = TP_APPLY_OK;
-  tp_entry_t *e = lookup(p, ev, &why);
+  tp_entry_t *e = lookup(p, ev, hint, &why);
   if (e == NULL) {
     bump(&p->stats.overflow);
     return why;

@@ -6,6 +6,8 @@
 
 #include "state/state_int.h"
 #include "support.h"
+#include "touchpulse/decode.h"
+#include "touchpulse/encode.h"
 #include "touchpulse/hist.h"
 
 static const char *base_yaml =
@@ -567,4 +569,80 @@ Test(views, support_views_and_quantiles_equal_the_events_in_each_window_at_every
     }
     fx_free(f);
   }
+}
+
+/* ---- hashes handed from the prefetch hints to apply --------------------------- */
+
+typedef struct {
+  unsigned char buf[512];
+  tp_event_t ev; /* decoded from buf: its strings point into it */
+} record_t;
+
+static void record_of(record_t *r, tp_event_t ev) {
+  size_t n = tp_encode_event(&ev, r->buf, sizeof(r->buf));
+  cr_assert_gt(n, 0);
+  cr_assert_eq(tp_decode(ev.source, r->buf, n, &r->ev, NULL, 0), TP_REJECT_NONE);
+}
+
+static void hint_of(tp_part_t *p, const char *key, const record_t *r, tp_part_hint_t *h) {
+  tp_part_prefetch(p, key, strlen(key), r->buf, sizeof(r->buf), h);
+  tp_part_prefetch_entry(p, h);
+}
+
+/* Each hash is trusted only where it describes the decoded event: a record
+ * keyed by another touchpoint, a hint of another partition, or an id peeked
+ * in another record must not send the event to the wrong entry or past the
+ * duplicate check. */
+Test(hints, apply_uses_a_hints_hashes_only_where_they_describe_the_event) {
+  fixture_t *f = fx_new(base_yaml, TP_SRC_FEEDBACK, 0);
+  char err[256];
+  tp_part_t *other = tp_part_new(f->st, TP_SRC_FEEDBACK, 1, record_alert, &f->rec, err, sizeof(err));
+  cr_assert_not_null(other, "%s", err);
+  const tp_part_stats_t *s = tp_part_stats(f->part);
+  record_t a, b, c, d, e, x;
+  tp_part_hint_t h;
+
+  /* Keyed by its touchpoint, as SPEC has it: the hint's hashes are used. */
+  record_of(&a, ev_csat("e-1", 60000, "checkout", 5));
+  hint_of(f->part, "checkout", &a, &h);
+  cr_assert_eq(tp_part_apply_hinted(f->part, &a.ev, &h), TP_APPLY_OK);
+  cr_assert_eq(atomic_load(&s->touchpoints), 1);
+
+  /* Keyed by another touchpoint of the same length: still checkout's entry. */
+  record_of(&b, ev_csat("e-2", 60001, "checkout", 4));
+  hint_of(f->part, "shipping", &b, &h);
+  cr_assert_eq(tp_part_apply_hinted(f->part, &b.ev, &h), TP_APPLY_OK);
+  cr_assert_eq(atomic_load(&s->touchpoints), 1, "a mis-keyed record made a second entry");
+  /* Or by a prefix of it. */
+  record_of(&e, ev_csat("e-4", 60001, "checkout", 2));
+  hint_of(f->part, "check", &e, &h);
+  cr_assert_eq(tp_part_apply_hinted(f->part, &e.ev, &h), TP_APPLY_OK);
+  cr_assert_eq(atomic_load(&s->touchpoints), 1, "a record keyed by a prefix made a second entry");
+
+  /* A hint computed for partition 1: partition 0's entry all the same. */
+  record_of(&c, ev_csat("e-3", 60002, "checkout", 3));
+  hint_of(other, "checkout", &c, &h);
+  cr_assert_eq(tp_part_apply_hinted(f->part, &c.ev, &h), TP_APPLY_OK);
+  cr_assert_eq(atomic_load(&s->touchpoints), 1, "another partition's hint made a second entry");
+
+  /* A duplicate of e-1 with the hint of another record (e-9): the duplicate
+   * check hashes e-1 itself. */
+  record_of(&d, ev_csat("e-1", 60003, "checkout", 1));
+  record_of(&x, ev_csat("e-9", 60003, "checkout", 1));
+  hint_of(f->part, "checkout", &x, &h);
+  cr_assert_eq(tp_part_apply_hinted(f->part, &d.ev, &h), TP_APPLY_DUPLICATE);
+
+  /* Without a hint, the same entry and the same duplicate index. */
+  cr_assert_eq(tp_part_apply(f->part, &d.ev), TP_APPLY_DUPLICATE);
+  cr_assert_eq(tp_part_apply(f->part, &x.ev), TP_APPLY_OK);
+  cr_assert_eq(atomic_load(&s->touchpoints), 1);
+  cr_assert_eq(atomic_load(&s->applied), 5);
+  cr_assert_eq(atomic_load(&s->duplicates), 2);
+  cr_assert_eq(atomic_load(&tp_part_stats(other)->touchpoints), 0);
+
+  /* Five ratings of checkout in the step of minute 1: 5, 4, 2, 3, 1. */
+  tp_part_advance(f->part, 5 * 60000);
+  expect_value(f, TP_SRC_FEEDBACK, "checkout", TP_METRIC_CSAT_MEAN, 15.0 / 5, 5);
+  tp_part_destroy(other);
+  fx_free(f);
 }
