@@ -5,9 +5,10 @@
  * rd_kafka_consumer_poll() and discards each record after touching its key
  * and value lengths, until --expect records have arrived; then it prints
  *
- *   {"contestant":"raw","records":N,"first_ms":F,"last_ms":L}
+ *   {"contestant":"raw","records":N,"first_ms":F,"last_ms":L,"cpu_ms":C}
  *
- * (F and L: wall-clock ms of the first and of the Nth record), leaves the
+ * (F and L: wall-clock ms of the first and of the Nth record; C: the
+ * process's CPU time from its start to the Nth record), leaves the
  * group and exits 0. It exits 1 on a fatal client error, on a subscribed
  * topic that does not exist, or when no record arrives for --timeout
  * seconds; 2 on bad usage.
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define BENCH_PROG "bench_raw"
 #include "bench_cli.h"
@@ -235,9 +237,13 @@ int main(int argc, char **argv) {
     rd_kafka_message_destroy(m);
   }
   last_ms = tp_now_ms();
+  struct rusage ru;
+  (void)getrusage(RUSAGE_SELF, &ru);
+  int64_t cpu_ms = (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
   printf("{\"contestant\":\"raw\",\"records\":%" PRIu64 ",\"first_ms\":%" PRId64
-         ",\"last_ms\":%" PRId64 "}\n",
-         records, first_ms, last_ms);
+         ",\"last_ms\":%" PRId64 ",\"cpu_ms\":%" PRId64 "}\n",
+         records, first_ms, last_ms, cpu_ms);
   fflush(stdout);
   /* The bytes touched, so the reads are not optimised away; on stderr only. */
   fprintf(stderr, "bench_raw: %" PRIu64 " records, %" PRIu64 " key+value bytes, %.0f records/s\n",

@@ -89,6 +89,13 @@ def admin_topics(bootstrap, delete=(), create=(), partitions=8):
             c.close()
 
 
+def process_cpu_s(pid):
+    """User + system CPU seconds of a running process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_rusage(proc):
     _, status, ru = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -201,7 +208,8 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
                     break
                 mt = caught.match(line)
                 if mt and int(mt.group(2)) >= expected:
-                    held = {"checkpoints": int(mt.group(3)), "held_s": float(mt.group(4))}
+                    held = {"checkpoints": int(mt.group(3)), "held_s": float(mt.group(4)),
+                            "cpu_s": process_cpu_s(proc.pid)}
                     last = datetime.datetime.strptime(mt.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") \
                         .replace(tzinfo=datetime.timezone.utc).timestamp()
             time.sleep(0.2)
@@ -233,6 +241,8 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
         # Checkpoints from start until caught up, and how long they held
         # the workers (the log line that marks the end of the drain).
         "checkpoints": held["checkpoints"], "checkpoint_hold_s": held["held_s"],
+        # CPU time from start to the "caught up" line (read within 0.2 s of it).
+        "cpu_to_last_s": held["cpu_s"],
     }
     return res, ru, t0
 
@@ -272,7 +282,7 @@ def summarize(rows):
         vals = [r[key] for r in rows if r.get(key) is not None]
         return [min(vals), max(vals)] if vals else None
     out = {}
-    for key in ("rate", "wall_s", "cpu_per_m", "rss_mb", "alerts"):
+    for key in ("rate", "wall_s", "cpu_per_m", "cpu_last_per_m", "rss_mb", "alerts"):
         out[key] = med(key)
         out[key + "_range"] = spread(key)
     return out
@@ -338,10 +348,16 @@ def main():
                 end_ms = max(res["last_ms"], res.get("closed_ms") or 0)
                 secs = (end_ms - res["first_ms"]) / 1000.0
                 cpu = ru.ru_utime + ru.ru_stime
+                # CPU from start to the last record, without shutting down (and
+                # touchpulse's /metrics scrape of every touchpoint after the drain).
+                cpu_last = res.get("cpu_to_last_s")
+                if cpu_last is None and res.get("cpu_ms") is not None:
+                    cpu_last = res["cpu_ms"] / 1000.0
                 row = {"contestant": who, "rep": rep, "records": res.get("records"),
                        "rate": expected / secs if secs > 0 else None,
                        "drain_s": secs, "wall_s": end_ms / 1000.0 - t0,
                        "cpu_s": cpu, "cpu_per_m": cpu / (expected / 1e6),
+                       "cpu_last_per_m": None if cpu_last is None else cpu_last / (expected / 1e6),
                        "rss_mb": ru.ru_maxrss / 1024.0,
                        "alerts": res.get("alerts"), "detail": res}
                 ds["runs"].append(row)
@@ -350,7 +366,7 @@ def main():
                     held = (f", {res['checkpoints']} checkpoints held the workers "
                             f"{res['checkpoint_hold_s']:.2f} s")
                 log(f"  {who} rep {rep}: {row['rate']:.0f} rec/s, drain {secs:.2f} s, "
-                    f"cpu {cpu:.1f} s, rss {row['rss_mb']:.0f} MB, alerts {row['alerts']}{held}")
+                    f"cpu {cpu:.1f} s{'' if cpu_last is None else f' ({cpu_last:.1f} to the last record)'}, rss {row['rss_mb']:.0f} MB, alerts {row['alerts']}{held}")
         for who in who_list:
             rows = [r for r in ds["runs"] if r["contestant"] == who and "error" not in r]
             if rows:

@@ -68,23 +68,25 @@ def main():
       "medians, [min-max] the spread.\n")
 
     w("## End to end: draining pre-loaded topics\n")
-    w("| dataset | contestant | records/s | [spread] | CPU s per M records | peak RSS MB | alerts |")
-    w("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    w("| dataset | contestant | records/s | [spread] | CPU s per M records | "
+      "to the last record | peak RSS MB | alerts |")
+    w("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for ds in res["datasets"]:
         for who, s in ds["summary"].items():
             sp = s.get("rate_range") or [None, None]
             w(f"| {ds['name']} | {who} | {fmt(s['rate'])} | [{fmt(sp[0])}-{fmt(sp[1])}] | "
-              f"{fmt(s['cpu_per_m'], 2)} | {fmt(s['rss_mb'])} | "
+              f"{fmt(s['cpu_per_m'], 2)} | {fmt(s.get('cpu_last_per_m'), 2)} | {fmt(s['rss_mb'])} | "
               f"{'-' if s['alerts'] is None else fmt(s['alerts'])} |")
         for r in ds["runs"]:
             if "error" in r:
                 w(f"| {ds['name']} | {r['contestant']} rep {r['rep']} | FAILED: "
-                  f"{r['error'][:120]} | | | | |")
+                  f"{r['error'][:120]} | | | | | |")
     w("")
     w("Ratios (medians of the same dataset):\n")
     w("| dataset | touchpulse / raw drain rate | CPU per record touchpulse / raw | "
+      "same, to the last record | "
       "touchpulse / KS default rate | touchpulse / KS in-memory rate | KS default / touchpulse RSS | alerts equal |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for ds in res["datasets"]:
         s = ds["summary"]
         tp, raw = s.get("touchpulse", {}), s.get("raw", {})
@@ -93,6 +95,7 @@ def main():
         eq = ", ".join(f"{k}: {'yes' if v['equal'] else 'NO'}" for k, v in cmp.items()) or "-"
         w(f"| {ds['name']} | {fmt(ratio(tp.get('rate'), raw.get('rate')), 2)} | "
           f"{fmt(ratio(tp.get('cpu_per_m'), raw.get('cpu_per_m')), 2)} | "
+          f"{fmt(ratio(tp.get('cpu_last_per_m'), raw.get('cpu_last_per_m')), 2)} | "
           f"{fmt(ratio(tp.get('rate'), ksd.get('rate')), 1)} | "
           f"{fmt(ratio(tp.get('rate'), ksm.get('rate')), 1)} | "
           f"{fmt(ratio(ksd.get('rss_mb'), tp.get('rss_mb')), 1)} | {eq} |")
@@ -105,7 +108,10 @@ def main():
       "first), as each contestant reports it (touchpulse: the first from its "
       "`events_consumed_total`, the last from its `caught up` log line; Kafka Streams: "
       "the last when close() has produced the last alerts); CPU and peak RSS from getrusage of the contestant's process, "
-      "start-up and shutdown included; alerts = FIRING + RESOLVED written.\n")
+      "start-up and shutdown included (touchpulse's also a /metrics scrape of every touchpoint after the "
+      "drain, which bench/e2e.py reads its counters from); CPU to the last record: the process's CPU time "
+      "from its start to the last record (raw: getrusage at the last record; touchpulse: /proc when its "
+      "`caught up` line appears); alerts = FIRING + RESOLVED written.\n")
 
     for name, title in (("bench_decode.txt", "Decoder: tp_decode vs Avro-C generic decode"),
                         ("bench_table.txt", "Table: updates with 1 and 2 writers, evaluator scanning"),
