@@ -168,6 +168,8 @@ int main(int argc, char **argv) {
                          r.data + r.off[i + 8], r.off[i + 9] - r.off[i + 8], &hints[(i + 8) % 16]);
       if (i + 4 < N_EVENTS)
         tp_part_prefetch_entry(parts[r.src[i + 4]], &hints[(i + 4) % 16]);
+      if (i + 2 < N_EVENTS)
+        tp_part_prefetch_bucket(parts[r.src[i + 2]], &hints[(i + 2) % 16]);
       tp_decode((tp_source_t)r.src[i], r.data + r.off[i], r.off[i + 1] - r.off[i], &ev, NULL, 0);
       applied += tp_part_apply_hinted(parts[r.src[i]], &ev, &hints[i % 16]) == TP_APPLY_OK;
     }

@@ -366,10 +366,12 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
  * PREFETCH_SLOT places ahead too, from the record's first bytes. The
  * hashes of key and event id computed for these hints are handed to
  * tp_part_apply_hinted(), which uses them where they match the decoded
- * event.
+ * event. PREFETCH_BUCKET places ahead, the bucket the record's entry wrote
+ * last is fetched (an event of the same step goes there).
  */
 #define PREFETCH_SLOT 8
 #define PREFETCH_ENTRY 4
+#define PREFETCH_BUCKET 2
 
 static void hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx, tp_part_hint_t *hint) {
   if (ctx == NULL || msg->err) {
@@ -382,6 +384,11 @@ static void hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx, tp_part_
 static void hint_entry(const pctx_t *ctx, const tp_part_hint_t *hint) {
   if (ctx != NULL)
     tp_part_prefetch_entry(ctx->part, hint);
+}
+
+static void hint_bucket(const pctx_t *ctx, const tp_part_hint_t *hint) {
+  if (ctx != NULL)
+    tp_part_prefetch_bucket(ctx->part, hint);
 }
 
 static void *worker_main(void *arg) {
@@ -414,6 +421,8 @@ static void *worker_main(void *arg) {
       }
       if (!stale && i + PREFETCH_ENTRY < n)
         hint_entry(ctxs[i + PREFETCH_ENTRY], &hints[i + PREFETCH_ENTRY]);
+      if (!stale && i + PREFETCH_BUCKET < n)
+        hint_bucket(ctxs[i + PREFETCH_BUCKET], &hints[i + PREFETCH_BUCKET]);
       if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
         process(w, msgs[i], ctxs[i], &hints[i]);
       rd_kafka_message_destroy(msgs[i]);

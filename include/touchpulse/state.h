@@ -143,6 +143,12 @@ void tp_part_prefetch(const tp_part_t *part, const char *key, size_t key_len, co
  *  fetching the touchpoint's entry that the slot points to. */
 void tp_part_prefetch_entry(const tp_part_t *part, const tp_part_hint_t *hint);
 
+/** Third step, once the entry had time to arrive: when the entry the slot
+ *  points to is one of this partition's, starts fetching the bucket it
+ *  wrote last, where an event of the same step goes. @thread the
+ *  partition's writer only (it reads the entry's private ring). */
+void tp_part_prefetch_bucket(const tp_part_t *part, const tp_part_hint_t *hint);
+
 /**
  * @brief tp_part_apply() with the hashes of tp_part_prefetch(). The event
  *        id's hash is used when the decoder returned the very bytes that

@@ -58,6 +58,13 @@ void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash);
  *  removed meanwhile). @thread any, in or out of a read section */
 const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash);
 
+/** What tp_table_peek() finds, loaded with acquire so that its immutable
+ *  fields (hash, key, key_len) may be read, with the same guarantee as
+ *  tp_table_get() gives: a writer needs no read section for nodes nobody
+ *  removes meanwhile. The rest of the node is the caller's only if the
+ *  caller owns it. @thread any */
+const tp_table_node_t *tp_table_peek_node(const tp_table_t *tbl, uint64_t hash);
+
 /**
  * @brief Find the node with this key.
  * @returns the node (borrowed: valid until removed and reclaimed), or NULL.

@@ -782,6 +782,26 @@ void tp_part_prefetch_entry(const tp_part_t *p, const tp_part_hint_t *h) {
   __builtin_prefetch(e + offsetof(tp_entry_t, key));
 }
 
+void tp_part_prefetch_bucket(const tp_part_t *p, const tp_part_hint_t *h) {
+  if (h->key == NULL)
+    return;
+  const tp_table_node_t *n = tp_table_peek_node(p->kind->table, h->key_hash);
+  if (n == NULL || n->hash != h->key_hash)
+    return;
+  /* A node's key starts with its partition (tp__state_key): only an entry
+   * of this partition is this thread's to read beyond its node. */
+  char own[TP_KEY_PREFIX];
+  tp__state_key(p->src, p->partition, "", 0, own);
+  if (memcmp(n->key, own, TP_KEY_PREFIX) != 0)
+    return;
+  const tp_entry_t *e = (const tp_entry_t *)n;
+  if (e->ring == NULL)
+    return;
+  const char *b = (const char *)tp__ring_slot(p->kind, e, e->ring_hint);
+  __builtin_prefetch(b);
+  __builtin_prefetch(b + p->kind->bucket_size - 1);
+}
+
 /* hint: tp_part_apply_hinted()'s, checked there to be this partition's. */
 static tp_entry_t *lookup(tp_part_t *p, const tp_event_t *ev, const tp_part_hint_t *hint,
                           tp_apply_t *why) {

@@ -5,9 +5,12 @@
  * the dead-letter topic and the committed offsets are read back.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "mock_scenario.h" /* the cluster, the scenario and its expected alerts */
+#include "state/state_int.h" /* the touchpoint table a partition's entries are in */
 #include "touchpulse/pipeline.h"
 #include "touchpulse/publish.h"
 
@@ -695,4 +698,71 @@ Test(pipeline, a_fenced_producer_is_not_replaced, .timeout = 120) {
                TP_EKAFKA);
   cr_expect(tp_publisher_failed(x.pub));
   txn_fixture_end(&x);
+}
+
+/* ---- the workers' bucket prefetch -------------------------------------------- */
+
+typedef struct {
+  tp_part_t *part;
+  atomic_bool stop;
+  atomic_long applied;
+} part_writer_t;
+
+static void no_alert(void *opaque, const tp_alert_t *alert) {
+  (void)opaque;
+  (void)alert;
+}
+
+/* Applies events of one touchpoint, a step apart every 60, until stopped:
+ * its ring grows, moves and has its last bucket written all along. */
+static void *write_partition(void *arg) {
+  part_writer_t *w = arg;
+  char id[32];
+  for (long i = 0; !atomic_load(&w->stop) && i < 2000000; i++) {
+    snprintf(id, sizeof(id), "w-%ld", i);
+    tp_event_t ev = ev_csat(id, 60000 + i * 1000, "shared", 3);
+    if (tp_part_apply(w->part, &ev) == TP_APPLY_OK)
+      atomic_fetch_add(&w->applied, 1);
+  }
+  return NULL;
+}
+
+/*
+ * A worker's bucket prefetch follows the touchpoint table's slot to an entry.
+ * The table is shared by every partition of a topic, and only an entry of the
+ * worker's own partition may be read beyond its node: another worker writes
+ * the others' rings meanwhile. Here partition 1's hint is used on partition 0
+ * while another thread applies to partition 1: it finds partition 1's entry,
+ * and must leave its ring alone (ThreadSanitizer reports the race if not).
+ */
+Test(prefetch, a_bucket_hint_reads_no_other_partitions_entry) {
+  char err[256];
+  tp_config_t *cfg = cfg_from_yaml("windows: {step: 1m, allowed_lateness: 0s, idle_timeout: 0s}\n");
+  tp_state_t *st = tp_state_new(cfg, err, sizeof(err));
+  cr_assert_not_null(st, "%s", err);
+  part_writer_t w = {0};
+  tp_part_t *own = tp_part_new(st, TP_SRC_FEEDBACK, 0, no_alert, NULL, err, sizeof(err));
+  w.part = tp_part_new(st, TP_SRC_FEEDBACK, 1, no_alert, NULL, err, sizeof(err));
+  cr_assert(own != NULL && w.part != NULL, "%s", err);
+  tp_event_t first = ev_csat("w-first", 1000, "shared", 3);
+  cr_assert_eq(tp_part_apply(w.part, &first), TP_APPLY_OK);
+  tp_part_hint_t other;
+  tp_part_prefetch(w.part, "shared", strlen("shared"), NULL, 0, &other);
+  /* The table both partitions share leads the hint to partition 1's entry. */
+  const tp_table_node_t *n = tp_table_peek_node(own->kind->table, other.key_hash);
+  cr_assert(n != NULL && n->hash == other.key_hash, "the hint does not lead to partition 1's entry");
+
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, write_partition, &w), 0);
+  for (int i = 0; i < 2000000 && atomic_load(&w.applied) < 20000; i++)
+    tp_part_prefetch_bucket(own, &other);
+  atomic_store(&w.stop, true);
+  pthread_join(t, NULL);
+  long applied = atomic_load(&w.applied);
+  cr_expect_geq(applied, 1000, "the writer applied only %ld events", applied);
+
+  tp_part_destroy(w.part);
+  tp_part_destroy(own);
+  tp_state_destroy(st);
+  tp_config_destroy(cfg);
 }
