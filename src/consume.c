@@ -381,7 +381,7 @@ static void hint_slot(const rd_kafka_message_t *msg, const pctx_t *ctx, tp_part_
   tp_part_prefetch(ctx->part, msg->key, msg->key_len, msg->payload, msg->len, hint);
 }
 
-static void hint_entry(const pctx_t *ctx, const tp_part_hint_t *hint) {
+static void hint_entry(const pctx_t *ctx, tp_part_hint_t *hint) {
   if (ctx != NULL)
     tp_part_prefetch_entry(ctx->part, hint);
 }

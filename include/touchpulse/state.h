@@ -126,6 +126,7 @@ typedef struct {
   const char *id;        /* the event id tp_peek_event_id() found in the value */
   size_t id_len;
   uint64_t id_hash;
+  const void *node;      /* what tp_part_prefetch_entry() found, or NULL */
 } tp_part_hint_t;
 
 /**
@@ -140,11 +141,12 @@ void tp_part_prefetch(const tp_part_t *part, const char *key, size_t key_len, co
                       size_t len, tp_part_hint_t *hint);
 
 /** Second step of the hint, once the slot had time to arrive: starts
- *  fetching the touchpoint's entry that the slot points to. */
-void tp_part_prefetch_entry(const tp_part_t *part, const tp_part_hint_t *hint);
+ *  fetching the touchpoint's entry that the slot points to, and keeps it in
+ *  the hint for the third. */
+void tp_part_prefetch_entry(const tp_part_t *part, tp_part_hint_t *hint);
 
-/** Third step, once the entry had time to arrive: when the entry the slot
- *  points to is one of this partition's, starts fetching the bucket it
+/** Third step, once the entry had time to arrive: when the entry the second
+ *  step found is one of this partition's, starts fetching the bucket it
  *  wrote last, where an event of the same step goes. @thread the
  *  partition's writer only (it reads the entry's private ring). */
 void tp_part_prefetch_bucket(const tp_part_t *part, const tp_part_hint_t *hint);

@@ -54,16 +54,12 @@ void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash);
 
 /** The first node with hash's tag on the probe path of hash, within the
  *  cache line of its first slot, else NULL, without comparing keys: for
- *  prefetching only (never dereference it: it may be another key's, or be
- *  removed meanwhile). @thread any, in or out of a read section */
-const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash);
-
-/** What tp_table_peek() finds, loaded with acquire so that its immutable
- *  fields (hash, key, key_len) may be read, with the same guarantee as
+ *  prefetching (it may be another key's). Loaded with acquire, so that its
+ *  immutable fields (hash, key, key_len) may be read, with the guarantee
  *  tp_table_get() gives: a writer needs no read section for nodes nobody
  *  removes meanwhile. The rest of the node is the caller's only if the
  *  caller owns it. @thread any */
-const tp_table_node_t *tp_table_peek_node(const tp_table_t *tbl, uint64_t hash);
+const tp_table_node_t *tp_table_peek(const tp_table_t *tbl, uint64_t hash);
 
 /**
  * @brief Find the node with this key.

@@ -341,30 +341,21 @@ void tp_table_prefetch(const tp_table_t *tbl, uint64_t hash) {
   __builtin_prefetch((const void *)&tbl->slots[(size_t)hash & tbl->mask]);
 }
 
-/* The probe path as far as the home slot's cache line goes (the line
- * tp_table_prefetch() fetched): a key displaced by a collision is usually a
- * slot or two further. */
-static inline tp_table_node_t *peek_line(const tp_table_t *tbl, uint64_t hash,
-                                         memory_order order) {
+const tp_table_node_t *tp_table_peek(const tp_table_t *tbl, uint64_t hash) {
+  /* The probe path as far as the home slot's cache line goes (the line
+   * tp_table_prefetch() fetched): a key displaced by a collision is
+   * usually a slot or two further. */
   const uintptr_t want = tag_bits(hash) | SLOT_TAGGED;
   size_t i = (size_t)hash & tbl->mask;
   size_t end = (i | (TP_CACHELINE / sizeof(*tbl->slots) - 1)) + 1;
   for (; i < end && i <= tbl->mask; i++) {
-    uintptr_t w = atomic_load_explicit(&tbl->slots[i], order);
+    uintptr_t w = atomic_load_explicit(&tbl->slots[i], memory_order_acquire);
     if (w == SLOT_EMPTY)
       return NULL;
     if ((w & (TAG_MASK | SLOT_LOW_BITS)) == want)
       return slot_node(w);
   }
   return NULL;
-}
-
-const void *tp_table_peek(const tp_table_t *tbl, uint64_t hash) {
-  return peek_line(tbl, hash, memory_order_relaxed);
-}
-
-const tp_table_node_t *tp_table_peek_node(const tp_table_t *tbl, uint64_t hash) {
-  return peek_line(tbl, hash, memory_order_acquire);
 }
 
 tp_table_node_t *tp_table_get(const tp_table_t *tbl, uint64_t hash,

@@ -749,7 +749,8 @@ Test(prefetch, a_bucket_hint_reads_no_other_partitions_entry) {
   tp_part_hint_t other;
   tp_part_prefetch(w.part, "shared", strlen("shared"), NULL, 0, &other);
   /* The table both partitions share leads the hint to partition 1's entry. */
-  const tp_table_node_t *n = tp_table_peek_node(own->kind->table, other.key_hash);
+  tp_part_prefetch_entry(own, &other);
+  const tp_table_node_t *n = other.node;
   cr_assert(n != NULL && n->hash == other.key_hash, "the hint does not lead to partition 1's entry");
 
   pthread_t t;
