@@ -307,6 +307,34 @@ Test(table, keys_with_equal_hashes_are_told_apart_by_their_bytes) {
   tp_table_destroy(tbl);
 }
 
+/* The key compare reads a key in word-sized pieces that overlap at the
+ * end: a key of each length 0..40 with the same hash as the probe is found
+ * only by itself, and a probe differing in any one byte, or one byte
+ * shorter, misses it. */
+Test(table, keys_of_every_length_differing_in_any_one_byte_are_told_apart) {
+  tp_table_t *tbl = table_new(64);
+  for (size_t len = 0; len <= 40; len++) {
+    char key[48];
+    memset(key, 'k', len);
+    key[len] = '\0';
+    entry_t e;
+    entry_set_hash(&e, key, 7);
+    cr_assert_eq(tp_table_insert(tbl, &e.node, NULL), TP_OK);
+    char probe[48];
+    memset(probe, 'k', len);
+    cr_assert_eq(tp_table_get(tbl, 7, probe, len), &e.node, "length %zu", len);
+    for (size_t j = 0; j < len; j++) {
+      probe[j] = 'x';
+      cr_assert_null(tp_table_get(tbl, 7, probe, len), "length %zu, byte %zu", len, j);
+      probe[j] = 'k';
+    }
+    if (len > 0)
+      cr_assert_null(tp_table_get(tbl, 7, probe, len - 1), "length %zu", len - 1);
+    cr_assert_eq(tp_table_remove(tbl, &e.node), TP_OK);
+  }
+  tp_table_destroy(tbl);
+}
+
 /* max_entries 3 gets 4 slots (load factor <= 0.75); this fills all four with
  * live nodes and a tombstone, so no probe can stop at an empty slot. */
 Test(table, probes_end_when_no_slot_is_empty, .timeout = 10) {
