@@ -540,27 +540,44 @@ static int64_t wm_from_metadata(const rd_kafka_topic_partition_t *tp) {
   return strncmp(buf, WM_META_PREFIX, plen) == 0 && end && *end == '\0' ? (int64_t)v : INT64_MIN;
 }
 
+/* The cut's offsets and watermarks are committed now. */
 static void committed_all(pctx_t **ctxs, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    if (ctxs[i]->next_offset > ctxs[i]->committed) {
-      ctxs[i]->committed = ctxs[i]->next_offset;
-      ctxs[i]->committed_wm = tp_part_watermark(ctxs[i]->part);
+    if (ctxs[i]->cut_offset > ctxs[i]->committed) {
+      ctxs[i]->committed = ctxs[i]->cut_offset;
+      ctxs[i]->committed_wm = ctxs[i]->cut_wm;
     }
   }
 }
 
-static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms) {
+/*
+ * The workers are paused (or gone). held_ns: NULL when they must stay so
+ * throughout (they are gone, or a rebalance holds them). Otherwise a
+ * transaction commits with the workers running, what they produce meanwhile
+ * staged for the next one (publish.h), and *held_ns says how long this call
+ * held them. They are still paused when it returns unless it committed
+ * with them running.
+ */
+static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms,
+                       uint64_t *held_ns) {
+  uint64_t hold_from = tp_mono_ns(); /* 0 while the workers run */
+  uint64_t held = 0;
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n + 1);
   for (size_t i = 0; i < n; i++) {
     pctx_t *c = ctxs[i];
+    /* The cut: the workers are paused. They move on from it while the
+     * transaction commits, so what is committed is read from here. */
+    c->cut_offset = c->next_offset;
     if (c->next_offset > c->committed) {
+      c->cut_wm = tp_part_watermark(c->part);
       rd_kafka_topic_partition_t *tp =
           rd_kafka_topic_partition_list_add(list, pl->cfg->topics[c->src], c->partition);
       tp->offset = c->next_offset;
-      set_wm_metadata(tp, tp_part_watermark(c->part));
+      set_wm_metadata(tp, c->cut_wm);
     }
   }
   bool ok = true;
+  bool staged = false;
   char err[512];
   crash_point(pl);
   if (tp_publisher_transactional(pl->pub)) {
@@ -572,6 +589,13 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
       ok = false;
       goto done;
     }
+    if (held_ns != NULL && !tp_publisher_txn_doomed(pl->pub)) {
+      tp_publisher_stage_begin(pl->pub);
+      staged = true;
+      held += tp_mono_ns() - hold_from;
+      hold_from = 0;
+      resume_workers(pl);
+    }
     tp_err_t rc;
     if (tp_publisher_txn_doomed(pl->pub)) {
       /* A message was refused: committing would lose it. */
@@ -580,19 +604,36 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
     } else {
       rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
       /* A commit that timed out is still in progress inside librdkafka:
-       * workers resumed now would find the transaction refusing their
-       * messages, and librdkafka refuses an abort. Resume it, workers held,
-       * until it completes or must abort. */
+       * messages produced now would be refused by the transaction, and
+       * librdkafka refuses an abort. Resume it (the workers held or
+       * staging) until it completes or must abort. */
       uint64_t give_up = tp_mono_ns() + 60ull * 1000000000u;
       while (rc == TP_EAGAIN && tp_publisher_txn_committing(pl->pub) && tp_mono_ns() < give_up) {
         tp_log_warn("checkpoint: %s; resuming the commit", err);
         rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
       }
-      if (rc == TP_EAGAIN && tp_publisher_txn_committing(pl->pub)) {
-        set_failed(pl, "the transaction's commit did not complete within 60 s");
-        ok = false;
+    }
+    if (staged) {
+      /* Committed: the held messages open the next transaction, and the
+       * workers keep running. Not committed: whatever they produced since
+       * the cut is dropped, and they are paused again for the abort and
+       * the rewind, which processes those records again. */
+      if (rc == TP_OK) {
+        committed_all(ctxs, n);
+        atomic_fetch_add(&pl->commits, 1);
+        staged = false;
+        if (tp_publisher_stage_end(pl->pub) != TP_OK)
+          set_failed(pl, tp_publisher_failure(pl->pub));
         goto done;
       }
+      tp_publisher_stage_drop(pl->pub);
+      hold_from = tp_mono_ns();
+      pause_workers(pl);
+    }
+    if (rc == TP_EAGAIN && tp_publisher_txn_committing(pl->pub)) {
+      set_failed(pl, "the transaction's commit did not complete within 60 s");
+      ok = false;
+      goto done;
     }
     if (rc == TP_OK) {
       committed_all(ctxs, n);
@@ -646,6 +687,10 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms)
     }
   }
 done:
+  if (staged)
+    (void)tp_publisher_stage_end(pl->pub); /* dropped: the workers are paused */
+  if (held_ns != NULL)
+    *held_ns = held + (hold_from != 0 ? tp_mono_ns() - hold_from : 0);
   rd_kafka_topic_partition_list_destroy(list);
   return ok;
 }
@@ -894,6 +939,7 @@ static void on_assign(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts)
     c->partition = tp->partition;
     c->worker = best;
     c->next_offset = -1;
+    c->cut_offset = -1;
     c->committed = committed->elems[i].offset >= 0 ? committed->elems[i].offset : -1;
     c->committed_wm = wm_from_metadata(&committed->elems[i]);
     c->restore_until = -1;
@@ -966,7 +1012,7 @@ static void on_revoke(tp_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
      * commit may have lost its alerts (an aborted transaction whose
      * rewind failed, a producer that failed), and the next owner must
      * process it again, as after the final checkpoint that stopping skips. */
-    checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS);
+    checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS, NULL);
   } else if (tp_publisher_transactional(pl->pub)) {
     /* Someone else owns them now: their offsets cannot be committed, so the
      * open transaction (which holds their alerts) is aborted, and what
@@ -1186,7 +1232,9 @@ static void *coordinator_main(void *arg) {
       pause_workers(pl);
       uint64_t aborts = atomic_load(&pl->txn_aborts);
       uint64_t commits = atomic_load(&pl->commits);
-      checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS);
+      uint64_t held = 0;
+      uint64_t paused = tp_mono_ns() - began;
+      checkpoint(pl, pl->ctxs, pl->n_ctx, FLUSH_MS, &held);
       if (atomic_load(&pl->txn_aborts) != aborts) {
         /* The transaction failed and the input was rewound. An output
          * topic without a leader fails the next one at once: back off
@@ -1207,9 +1255,12 @@ static void *coordinator_main(void *arg) {
         resume_workers(pl);
       }
       last = tp_mono_ns();
+      /* The duty rules above space checkpoints by what a whole one costs
+       * (the broker's round trips share the machine with the workers), not
+       * only by the part that held the workers. */
       last_cost = last - began;
       pl->checkpoints++;
-      pl->checkpoint_hold_ns += last_cost;
+      pl->checkpoint_hold_ns += paused + held;
     }
   }
 
@@ -1237,7 +1288,7 @@ static void *coordinator_main(void *arg) {
   for (int i = 0; i < pl->n_workers; i++)
     pthread_join(pl->workers[i].thread, NULL);
 
-  if (!atomic_load(&pl->failed) && !checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS))
+  if (!atomic_load(&pl->failed) && !checkpoint(pl, pl->ctxs, pl->n_ctx, FINAL_FLUSH_MS, NULL))
     set_failed(pl, "final commit failed");
   /* Leaving the group revokes what is left (rebalance_cb, no workers). */
   rd_kafka_consumer_close(pl->rk);

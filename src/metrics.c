@@ -104,6 +104,10 @@ void tp__pipeline_metrics(tp_pipeline_t *pl, tp_buf_t *out) {
          "Times a worker waited for room in the producer queue (backpressure).");
   tp_buf_printf(out, "touchpulse_producer_queue_full_waits_total %llu\n",
                 (unsigned long long)atomic_load(&ps->queue_full_waits));
+  family(out, "touchpulse_producer_staged_total", "counter",
+         "Alerts and dead letters produced while a transaction committed, held for the next one.");
+  tp_buf_printf(out, "touchpulse_producer_staged_total %llu\n",
+                (unsigned long long)atomic_load(&ps->staged));
 
   family(out, "touchpulse_touchpoints", "gauge",
          "Touchpoints held in the state table of an input topic.");

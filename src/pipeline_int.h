@@ -30,6 +30,7 @@ typedef struct pctx_s {
   int64_t next_offset;        /* offset after the last record fully processed; -1 none */
   int64_t committed;          /* committed for the group (read at assignment, then ours); -1 none */
   int64_t committed_wm;       /* the watermark stored with it (commit metadata); INT64_MIN none */
+  int64_t cut_offset, cut_wm; /* next_offset and the watermark at the last checkpoint's cut */
   int64_t restore_until;      /* records below it rebuild state silently; -1 when live */
   int64_t counted_until;      /* records below it were counted already (restore, rewind) */
   _Atomic int64_t position;   /* next_offset, for /metrics */

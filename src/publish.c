@@ -4,6 +4,7 @@
  */
 #include "touchpulse/publish.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -35,7 +36,33 @@ struct tp_publisher_s {
   char failure[640]; /* why the producer failed, written once before has_failure */
   char txn_id[512];  /* transactional.id, when transactional */
   unsigned renewals; /* producers replaced since the last commit (renew()) */
+  /* Staging (tp_publisher_stage_begin()): stage is read by the workers
+   * without the lock, changed by the coordinator under it. */
+  _Atomic int stage;          /* STAGE_* */
+  pthread_mutex_t stage_lock; /* the list, and the waits for room in it */
+  pthread_cond_t stage_room;  /* signalled when stage changes, or on stop */
+  struct staged_s *staged_head, **staged_tail;
+  size_t staged_bytes;
 };
+
+enum { STAGE_OFF, STAGE_ON, STAGE_DROP };
+
+static void staged_free_all(tp_publisher_t *pub);
+
+/* What staging holds at most: past it, a worker waits for the commit. */
+#define STAGE_MAX_BYTES ((size_t)64 << 20)
+
+/* A message produced while staging: an alert, or a dead letter with its
+ * source record's coordinates. The pointers point into data. */
+typedef struct staged_s {
+  struct staged_s *next;
+  void *kind; /* KIND_ALERT or KIND_DEADLETTER */
+  const char *key, *value, *error, *source_topic;
+  size_t key_len, value_len, size;
+  int32_t partition;
+  int64_t offset;
+  char data[];
+} staged_t;
 
 /* Message opaques tell the delivery report which counters to bump. */
 #define KIND_ALERT ((void *)1)
@@ -251,6 +278,9 @@ tp_publisher_t *tp_publisher_new(const tp_config_t *cfg, char *errstr, size_t er
     return NULL;
   }
   pub->cfg = cfg;
+  pthread_mutex_init(&pub->stage_lock, NULL);
+  pthread_cond_init(&pub->stage_room, NULL);
+  pub->staged_tail = &pub->staged_head;
   pub->kstats = tp_kstats_new("producer");
   if (pub->kstats == NULL) {
     snprintf(errstr, errstr_size, "producer: out of memory");
@@ -276,6 +306,9 @@ void tp_publisher_destroy(tp_publisher_t *pub) {
     return;
   close_producer(&pub->k);
   tp_kstats_destroy(pub->kstats);
+  staged_free_all(pub);
+  pthread_cond_destroy(&pub->stage_room);
+  pthread_mutex_destroy(&pub->stage_lock);
   tp_free(pub);
 }
 
@@ -284,8 +317,10 @@ static void nap_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-/* Retry while librdkafka's queue is full; the coordinator drains it. */
-#define PRODUCE_LOOP(pub, call)                                                                    \
+/* Retry while librdkafka's queue is full. A worker waits for the
+ * coordinator to serve the delivery reports that make room; the coordinator
+ * (serve) serves them itself. */
+#define PRODUCE_LOOP(pub, serve, call)                                                             \
   for (;;) {                                                                                       \
     rd_kafka_resp_err_t err_ = (call);                                                             \
     if (err_ == RD_KAFKA_RESP_ERR_NO_ERROR)                                                        \
@@ -307,7 +342,10 @@ static void nap_ms(int ms) {
     if (atomic_load(&(pub)->stopped))                                                              \
       return TP_ECLOSED;                                                                           \
     atomic_fetch_add(&(pub)->stats.queue_full_waits, 1);                                           \
-    nap_ms(5);                                                                                     \
+    if (serve)                                                                                     \
+      rd_kafka_poll((pub)->k.rk, 5);                                                               \
+    else                                                                                           \
+      nap_ms(5);                                                                                   \
   }
 
 void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms) {
@@ -325,36 +363,177 @@ void tp_publisher_prepare_topics(tp_publisher_t *pub, int timeout_ms) {
   }
 }
 
-tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
-                            const void *value, size_t value_len) {
-  PRODUCE_LOOP(pub, rd_kafka_producev(pub->k.rk, RD_KAFKA_V_RKT(pub->k.alerts),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_KEY(key, key_len),
-                                      RD_KAFKA_V_VALUE((void *)value, value_len),
-                                      RD_KAFKA_V_OPAQUE(KIND_ALERT), RD_KAFKA_V_END));
+static tp_err_t produce_alert(tp_publisher_t *pub, bool serve, const char *key, size_t key_len,
+                              const void *value, size_t value_len) {
+  PRODUCE_LOOP(pub, serve,
+               rd_kafka_producev(pub->k.rk, RD_KAFKA_V_RKT(pub->k.alerts),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_KEY(key, key_len),
+                                 RD_KAFKA_V_VALUE((void *)value, value_len),
+                                 RD_KAFKA_V_OPAQUE(KIND_ALERT), RD_KAFKA_V_END));
   atomic_fetch_add(&pub->stats.alerts_produced, 1);
   atomic_fetch_add(&pub->pending, 1);
   return TP_OK;
 }
 
-tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *orig,
-                                 const char *source_topic, const char *error) {
+static tp_err_t produce_deadletter(tp_publisher_t *pub, bool serve, const void *key,
+                                   size_t key_len, const void *value, size_t value_len,
+                                   const char *source_topic, int32_t source_partition,
+                                   int64_t source_offset, const char *error) {
   char partition[16], offset[24];
-  snprintf(partition, sizeof(partition), "%d", (int)orig->partition);
-  snprintf(offset, sizeof(offset), "%lld", (long long)orig->offset);
-  PRODUCE_LOOP(pub, rd_kafka_producev(
-                        pub->k.rk, RD_KAFKA_V_RKT(pub->k.deadletter),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_KEY(orig->key, orig->key_len),
-                        RD_KAFKA_V_VALUE(orig->payload, orig->len),
-                        RD_KAFKA_V_HEADER("error", error, -1),
-                        RD_KAFKA_V_HEADER("source.topic", source_topic, -1),
-                        RD_KAFKA_V_HEADER("source.partition", partition, -1),
-                        RD_KAFKA_V_HEADER("source.offset", offset, -1),
-                        RD_KAFKA_V_OPAQUE(KIND_DEADLETTER), RD_KAFKA_V_END));
+  snprintf(partition, sizeof(partition), "%d", (int)source_partition);
+  snprintf(offset, sizeof(offset), "%lld", (long long)source_offset);
+  PRODUCE_LOOP(pub, serve,
+               rd_kafka_producev(pub->k.rk, RD_KAFKA_V_RKT(pub->k.deadletter),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_KEY(key, key_len),
+                                 RD_KAFKA_V_VALUE((void *)value, value_len),
+                                 RD_KAFKA_V_HEADER("error", error, -1),
+                                 RD_KAFKA_V_HEADER("source.topic", source_topic, -1),
+                                 RD_KAFKA_V_HEADER("source.partition", partition, -1),
+                                 RD_KAFKA_V_HEADER("source.offset", offset, -1),
+                                 RD_KAFKA_V_OPAQUE(KIND_DEADLETTER), RD_KAFKA_V_END));
   atomic_fetch_add(&pub->stats.deadletters_produced, 1);
   atomic_fetch_add(&pub->pending, 1);
   return TP_OK;
+}
+
+/* ---- staging --------------------------------------------------------------------------- */
+
+/* A copy of one message, NULL without memory. A NULL key or value stays
+ * NULL (a record without a key is not one with an empty key). */
+static staged_t *staged_new(void *kind, const void *key, size_t key_len, const void *value,
+                            size_t value_len, const char *error, const char *source_topic,
+                            int32_t partition, int64_t offset) {
+  size_t elen = error ? strlen(error) + 1 : 0, tlen = source_topic ? strlen(source_topic) + 1 : 0;
+  size_t size = sizeof(staged_t) + key_len + value_len + elen + tlen;
+  staged_t *m = tp_malloc(size);
+  if (m == NULL)
+    return NULL;
+  char *p = m->data;
+  *m = (staged_t){.kind = kind, .key_len = key_len, .value_len = value_len, .size = size,
+                  .partition = partition, .offset = offset};
+  if (key != NULL) {
+    m->key = memcpy(p, key, key_len);
+    p += key_len;
+  }
+  if (value != NULL) {
+    m->value = memcpy(p, value, value_len);
+    p += value_len;
+  }
+  if (error != NULL) {
+    m->error = memcpy(p, error, elen);
+    p += elen;
+  }
+  if (source_topic != NULL)
+    m->source_topic = memcpy(p, source_topic, tlen);
+  return m;
+}
+
+static tp_err_t produce_staged(tp_publisher_t *pub, const staged_t *m) {
+  if (m->kind == KIND_ALERT)
+    return produce_alert(pub, true, m->key, m->key_len, m->value, m->value_len);
+  return produce_deadletter(pub, true, m->key, m->key_len, m->value, m->value_len,
+                            m->source_topic, m->partition, m->offset, m->error);
+}
+
+enum { STAGED, STAGE_PASSED, STAGE_FAILED };
+
+/* A worker's message while the stage may be on: held (STAGED; dropped when
+ * the stage drops), or STAGE_PASSED when staging has ended and the caller
+ * produces it. Takes m; waits while the held messages fill STAGE_MAX_BYTES. */
+static int stage(tp_publisher_t *pub, staged_t *m) {
+  int rc = STAGED;
+  pthread_mutex_lock(&pub->stage_lock);
+  for (;;) {
+    int st = atomic_load(&pub->stage);
+    if (st != STAGE_ON) {
+      rc = st == STAGE_OFF ? STAGE_PASSED : STAGED;
+      break;
+    }
+    if (m == NULL) {
+      fail(pub, "out of memory holding a message for the next transaction");
+      rc = STAGE_FAILED;
+      break;
+    }
+    if (pub->staged_head == NULL || pub->staged_bytes + m->size <= STAGE_MAX_BYTES) {
+      *pub->staged_tail = m;
+      pub->staged_tail = &m->next;
+      pub->staged_bytes += m->size;
+      atomic_fetch_add(&pub->stats.staged, 1);
+      m = NULL;
+      break;
+    }
+    if (atomic_load(&pub->stopped)) {
+      rc = STAGE_FAILED;
+      break;
+    }
+    pthread_cond_wait(&pub->stage_room, &pub->stage_lock);
+  }
+  pthread_mutex_unlock(&pub->stage_lock);
+  tp_free(m);
+  return rc;
+}
+
+/* Frees what is held. Under stage_lock. */
+static void staged_free_all(tp_publisher_t *pub) {
+  while (pub->staged_head != NULL) {
+    staged_t *m = pub->staged_head;
+    pub->staged_head = m->next;
+    tp_free(m);
+  }
+  pub->staged_tail = &pub->staged_head;
+  pub->staged_bytes = 0;
+}
+
+void tp_publisher_stage_begin(tp_publisher_t *pub) {
+  pthread_mutex_lock(&pub->stage_lock);
+  atomic_store(&pub->stage, STAGE_ON);
+  pthread_mutex_unlock(&pub->stage_lock);
+}
+
+tp_err_t tp_publisher_stage_end(tp_publisher_t *pub) {
+  tp_err_t rc = TP_OK;
+  pthread_mutex_lock(&pub->stage_lock);
+  /* In order, under the lock: a worker's next message waits for the lock
+   * and, staging over, follows its earlier ones. */
+  for (staged_t *m = pub->staged_head; m != NULL && rc == TP_OK; m = m->next)
+    rc = produce_staged(pub, m);
+  staged_free_all(pub);
+  atomic_store(&pub->stage, STAGE_OFF);
+  pthread_cond_broadcast(&pub->stage_room);
+  pthread_mutex_unlock(&pub->stage_lock);
+  return rc;
+}
+
+void tp_publisher_stage_drop(tp_publisher_t *pub) {
+  pthread_mutex_lock(&pub->stage_lock);
+  staged_free_all(pub);
+  atomic_store(&pub->stage, STAGE_DROP);
+  pthread_cond_broadcast(&pub->stage_room);
+  pthread_mutex_unlock(&pub->stage_lock);
+}
+
+tp_err_t tp_publisher_alert(tp_publisher_t *pub, const char *key, size_t key_len,
+                            const void *value, size_t value_len) {
+  if (atomic_load(&pub->stage) != STAGE_OFF) {
+    int rc = stage(pub, staged_new(KIND_ALERT, key, key_len, value, value_len, NULL, NULL, 0, 0));
+    if (rc != STAGE_PASSED)
+      return rc == STAGED ? TP_OK : TP_ECLOSED;
+  }
+  return produce_alert(pub, false, key, key_len, value, value_len);
+}
+
+tp_err_t tp_publisher_deadletter(tp_publisher_t *pub, const rd_kafka_message_t *orig,
+                                 const char *source_topic, const char *error) {
+  if (atomic_load(&pub->stage) != STAGE_OFF) {
+    int rc = stage(pub, staged_new(KIND_DEADLETTER, orig->key, orig->key_len, orig->payload,
+                                   orig->len, error, source_topic, orig->partition, orig->offset));
+    if (rc != STAGE_PASSED)
+      return rc == STAGED ? TP_OK : TP_ECLOSED;
+  }
+  return produce_deadletter(pub, false, orig->key, orig->key_len, orig->payload, orig->len,
+                            source_topic, orig->partition, orig->offset, error);
 }
 
 void tp_publisher_poll(tp_publisher_t *pub, int timeout_ms) {
@@ -398,7 +577,7 @@ static bool renewable(const tp_publisher_t *pub, const rd_kafka_error_t *e, bool
 }
 
 /* Replaces the producer after e (renewable()), consumed. The workers are
- * paused: nothing else uses the producer meanwhile. */
+ * paused or staging: nothing else uses the producer meanwhile. */
 static tp_err_t renew(tp_publisher_t *pub, rd_kafka_error_t *e, char *errstr, size_t errstr_size) {
   pub->renewals++;
   tp_log_warn("producer: %s; replacing the producer: its transaction is abandoned, the input "
@@ -587,7 +766,13 @@ tp_err_t tp_publisher_txn_commit(tp_publisher_t *pub, rd_kafka_t *consumer,
 
 bool tp_publisher_txn_committing(const tp_publisher_t *pub) { return pub->committing; }
 
-void tp_publisher_stop(tp_publisher_t *pub) { atomic_store(&pub->stopped, true); }
+void tp_publisher_stop(tp_publisher_t *pub) {
+  atomic_store(&pub->stopped, true);
+  /* A worker waiting for room among the staged messages gives up too. */
+  pthread_mutex_lock(&pub->stage_lock);
+  pthread_cond_broadcast(&pub->stage_room);
+  pthread_mutex_unlock(&pub->stage_lock);
+}
 bool tp_publisher_failed(const tp_publisher_t *pub) { return atomic_load(&pub->failed); }
 const tp_publisher_stats_t *tp_publisher_stats(const tp_publisher_t *pub) { return &pub->stats; }
 

@@ -13,7 +13,10 @@
  *  - anyone may read the counters and the state views.
  * A checkpoint pauses the workers between two batches (never inside an
  * event), which gives the coordinator a consistent cut: every applied offset
- * and every alert produced before it.
+ * and every alert produced before it. With transactions the workers then
+ * run on while the transaction commits, their alerts and dead letters held
+ * for the next one (publish.h, staging); without, they stay paused until
+ * the producer is flushed and the offsets committed.
  */
 #ifndef TOUCHPULSE_PIPELINE_H
 #define TOUCHPULSE_PIPELINE_H

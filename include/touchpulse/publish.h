@@ -1,7 +1,8 @@
 /*
  * publish.h -- the idempotent producer that writes alerts and dead letters.
  *
- * Produce calls copy their payload and never drop it: when librdkafka's
+ * Produce calls copy their payload and never drop it (but see staging,
+ * below, after a failed commit): when librdkafka's
  * queue is full they wait (backpressure slows the calling worker) until the
  * message is queued or the publisher is stopped. Delivery reports are served
  * by whoever calls tp_publisher_poll() or tp_publisher_flush() (the
@@ -31,6 +32,7 @@ typedef struct {
   _Atomic uint64_t alerts_produced, alerts_delivered, alerts_failed;
   _Atomic uint64_t deadletters_produced, deadletters_delivered, deadletters_failed;
   _Atomic uint64_t queue_full_waits;
+  _Atomic uint64_t staged; /* held while a transaction committed (staging) */
 } tp_publisher_stats_t;
 
 /**
@@ -82,7 +84,8 @@ tp_err_t tp_publisher_flush(tp_publisher_t *pub, int timeout_ms);
  * transaction, and tp_publisher_txn_commit() adds the consumer's offsets to
  * it, commits, and opens the next one, so a read_committed subscriber sees
  * the alerts of exactly the input records whose offsets were committed.
- * These calls block and belong to the coordinator, with the workers paused.
+ * These calls block and belong to the coordinator, with the workers paused
+ * or staging on (below): no worker uses the producer meanwhile.
  */
 
 /** @returns true when the publisher was created transactional. */
@@ -126,6 +129,24 @@ bool tp_publisher_txn_doomed(const tp_publisher_t *pub);
 /** @returns true while a commit that timed out must be resumed (call
  *  tp_publisher_txn_commit() again; nothing else is allowed meanwhile). */
 bool tp_publisher_txn_committing(const tp_publisher_t *pub);
+
+/*
+ * Staging: the workers run on while a transaction commits. The coordinator
+ * takes its cut with the workers paused, turns staging on, resumes them and
+ * commits: whatever they produce meanwhile belongs to the next transaction,
+ * so it is held in order (at most 64 MiB; past that a producing worker
+ * waits) instead of joining the committing one. After the commit,
+ * tp_publisher_stage_end() produces the held messages into the next
+ * transaction and turns staging off. When the commit fails,
+ * tp_publisher_stage_drop() discards them and drops every message produced
+ * until tp_publisher_stage_end(): they were caused by records after the cut,
+ * which the rewind that follows processes again. Coordinator only.
+ */
+void tp_publisher_stage_begin(tp_publisher_t *pub);
+/** @returns TP_OK, or the error of a held message's produce call (the
+ *  publisher failed or stopped); staging is off either way. */
+tp_err_t tp_publisher_stage_end(tp_publisher_t *pub);
+void tp_publisher_stage_drop(tp_publisher_t *pub);
 
 /** Messages produced since the open transaction began (or since the last flush). */
 uint64_t tp_publisher_pending(const tp_publisher_t *pub);
