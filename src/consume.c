@@ -1104,19 +1104,22 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 }
 
 /* Alerts become visible to read_committed subscribers when their
- * transaction commits: commit this soon after one is produced, rather than
- * waiting for processing.commit_interval. A checkpoint holds the workers
- * while it commits, so the next one triggered by an alert also waits
- * ALERT_COMMIT_DUTY times as long as the last one took: catching up on a
- * backlog dense with alerts, the workers then run at least 3/4 of the time
- * instead of spending most of it parked for a commit per alert; live, a
- * commit takes a few ms and the 5 ms rule decides. */
+ * transaction commits: commit ALERT_COMMIT_NS after the last checkpoint
+ * once one is pending, rather than waiting for processing.commit_interval.
+ * A transaction commits with the workers running (checkpoint()), so the
+ * next alert need not wait for anything else. An at-least-once checkpoint
+ * holds the workers while it flushes and commits, so there the next one
+ * also waits ALERT_COMMIT_DUTY times as long as the last one took: the
+ * workers run at least 3/4 of the time instead of being parked for a
+ * commit per alert. */
 #define ALERT_COMMIT_NS (5u * 1000000u)
 #define ALERT_COMMIT_DUTY 3u
 /* While the input is more than ALERT_COMMIT_BACKLOG records behind, alerts
- * are late by the backlog anyway: the workers get the time instead, a
- * checkpoint for alerts waiting ALERT_COMMIT_DUTY_BEHIND times as long as
- * the last one held them (commit_interval still applies). */
+ * are late by the backlog anyway, and a checkpoint per alert would spend
+ * the broker's and the coordinator's time (and, at least once, the
+ * workers') on a commit per alert: a checkpoint for alerts waits
+ * ALERT_COMMIT_DUTY_BEHIND times as long as the last one took
+ * (commit_interval still applies). */
 #define ALERT_COMMIT_BACKLOG 10000
 #define ALERT_COMMIT_DUTY_BEHIND 20u
 
@@ -1138,7 +1141,7 @@ static int64_t input_backlog(tp_pipeline_t *pl) {
 
 static bool alert_checkpoint_due(tp_pipeline_t *pl, uint64_t since, uint64_t last_cost) {
   if (tp_publisher_pending(pl->pub) == 0 || since < ALERT_COMMIT_NS ||
-      since < ALERT_COMMIT_DUTY * last_cost)
+      (!tp_publisher_transactional(pl->pub) && since < ALERT_COMMIT_DUTY * last_cost))
     return false;
   return since >= ALERT_COMMIT_DUTY_BEHIND * last_cost ||
          input_backlog(pl) <= ALERT_COMMIT_BACKLOG;
@@ -1187,7 +1190,7 @@ static void *coordinator_main(void *arg) {
   tp_pipeline_t *pl = arg;
   uint64_t interval_ns = (uint64_t)pl->cfg->commit_interval_ms * 1000000u;
   uint64_t last = tp_mono_ns();
-  uint64_t last_cost = 0; /* how long the last checkpoint held the workers */
+  uint64_t last_cost = 0; /* how long the last checkpoint took */
   uint64_t behind_since = 0;
   bool caught_up_once = false;
   unsigned abort_streak = 0;
