@@ -613,19 +613,10 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms,
         rc = tp_publisher_txn_commit(pl->pub, pl->rk, list, flush_ms, err, sizeof(err));
       }
     }
-    if (staged) {
-      /* Committed: the held messages open the next transaction, and the
-       * workers keep running. Not committed: whatever they produced since
-       * the cut is dropped, and they are paused again for the abort and
-       * the rewind, which processes those records again. */
-      if (rc == TP_OK) {
-        committed_all(ctxs, n);
-        atomic_fetch_add(&pl->commits, 1);
-        staged = false;
-        if (tp_publisher_stage_end(pl->pub) != TP_OK)
-          set_failed(pl, tp_publisher_failure(pl->pub));
-        goto done;
-      }
+    if (staged && rc != TP_OK) {
+      /* Not committed: whatever the workers produced since the cut is
+       * dropped, and they are paused again for the abort and the rewind,
+       * which processes those records again. */
       tp_publisher_stage_drop(pl->pub);
       hold_from = tp_mono_ns();
       pause_workers(pl);
@@ -687,8 +678,10 @@ static bool checkpoint(tp_pipeline_t *pl, pctx_t **ctxs, size_t n, int flush_ms,
     }
   }
 done:
-  if (staged)
-    (void)tp_publisher_stage_end(pl->pub); /* dropped: the workers are paused */
+  /* Committed: the held messages open the next transaction, and the
+   * workers run on. Not: nothing is held, and the workers are paused. */
+  if (staged && tp_publisher_stage_end(pl->pub) != TP_OK)
+    set_failed(pl, tp_publisher_failure(pl->pub));
   if (held_ns != NULL)
     *held_ns = held + (hold_from != 0 ? tp_mono_ns() - hold_from : 0);
   rd_kafka_topic_partition_list_destroy(list);
