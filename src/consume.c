@@ -367,7 +367,8 @@ static size_t consume_batch(rd_kafka_queue_t *q, int timeout_ms, rd_kafka_messag
  * hashes of key and event id computed for these hints are handed to
  * tp_part_apply_hinted(), which uses them where they match the decoded
  * event. PREFETCH_BUCKET places ahead, the bucket the record's entry wrote
- * last is fetched (an event of the same step goes there).
+ * last is fetched (an event of the same step goes there), or all of a
+ * ring of a few buckets.
  */
 #define PREFETCH_SLOT 8
 #define PREFETCH_ENTRY 4

@@ -147,8 +147,10 @@ void tp_part_prefetch_entry(const tp_part_t *part, tp_part_hint_t *hint);
 
 /** Third step, once the entry had time to arrive: when the entry the second
  *  step found is one of this partition's, starts fetching the bucket it
- *  wrote last, where an event of the same step goes. @thread the
- *  partition's writer only (it reads the entry's private ring). */
+ *  wrote last, where an event of the same step goes, or the whole ring
+ *  when it is a few buckets (the event's step may take another one).
+ *  @thread the partition's writer only (it reads the entry's private
+ *  ring). */
 void tp_part_prefetch_bucket(const tp_part_t *part, const tp_part_hint_t *hint);
 
 /**

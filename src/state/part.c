@@ -794,6 +794,9 @@ void tp_part_prefetch_entry(const tp_part_t *p, tp_part_hint_t *h) {
   __builtin_prefetch(e + offsetof(tp_entry_t, key));
 }
 
+/* Rings up to this size are fetched whole by tp_part_prefetch_bucket(). */
+#define SMALL_RING_BYTES 256
+
 void tp_part_prefetch_bucket(const tp_part_t *p, const tp_part_hint_t *h) {
   const tp_table_node_t *n = h->node;
   if (n == NULL || n->hash != h->key_hash)
@@ -805,7 +808,19 @@ void tp_part_prefetch_bucket(const tp_part_t *p, const tp_part_hint_t *h) {
   if (memcmp(n->key, own, TP_KEY_PREFIX) != 0)
     return;
   const tp_entry_t *e = (const tp_entry_t *)n;
-  PREFETCH_LAST_BUCKET(p->kind, e);
+  const tp_kind_t *kind = p->kind;
+  size_t ring_bytes = (size_t)e->ring_cap * kind->bucket_size;
+  if (e->ring != NULL && e->ring_cap < kind->ring_len && ring_bytes <= SMALL_RING_BYTES) {
+    /* A small sparse ring: the event's step may reuse a spent bucket or
+     * take the next free one rather than the one written last. All of it
+     * is a few lines. */
+    const char *r = e->ring;
+    for (size_t off = 0; off < ring_bytes; off += 64)
+      __builtin_prefetch(r + off);
+    __builtin_prefetch(r + ring_bytes - 1);
+  } else {
+    PREFETCH_LAST_BUCKET(kind, e);
+  }
 }
 
 /* hint: tp_part_apply_hinted()'s, checked there to be this partition's. */
