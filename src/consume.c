@@ -25,7 +25,7 @@
 
 #define BATCH 512
 #define POLL_MS 50             /* workers: a batch, or this long */
-#define COORDINATOR_POLL_MS 10 /* bounds the delay of a pending alert's commit */
+#define COORDINATOR_POLL_MS 10 /* the coordinator's poll; an alert wakes it (on_alert) */
 #define IDLE_CHECK_MS 200
 #define FLUSH_MS 2000
 #define FINAL_FLUSH_MS 30000
@@ -116,6 +116,11 @@ static void on_alert(void *opaque, const tp_alert_t *a) {
     w->halted = true;
     return;
   }
+  /* The first alert since the last checkpoint wakes the coordinator from
+   * its poll: the checkpoint that delivers it may be due now rather than
+   * at the poll's end. Once per checkpoint. */
+  if (!atomic_exchange_explicit(&pl->alert_woke, true, memory_order_relaxed) && pl->coord_q)
+    rd_kafka_queue_yield(pl->coord_q);
   size_t rule = (size_t)(a->rule - pl->cfg->rules);
   atomic_fetch_add_explicit(&pl->alerts_by_rule[rule * 2 + (a->state == TP_ALERT_RESOLVED)], 1,
                             memory_order_relaxed);
@@ -1099,7 +1104,8 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void 
 
 /* Alerts become visible to read_committed subscribers when their
  * transaction commits: commit ALERT_COMMIT_NS after the last checkpoint
- * once one is pending, rather than waiting for processing.commit_interval.
+ * once one is pending, rather than waiting for processing.commit_interval
+ * (the first alert since a checkpoint wakes the coordinator to check).
  * A transaction commits with the workers running (checkpoint()), so the
  * next alert need not wait for anything else. An at-least-once checkpoint
  * holds the workers while it flushes and commits, so there the next one
@@ -1203,8 +1209,14 @@ static void *coordinator_main(void *arg) {
   if (!atomic_load(&pl->failed) && !atomic_load(&pl->stop_req))
     tp_publisher_prepare_topics(pl->pub, 5000);
   while (!atomic_load(&pl->stop_req) && !atomic_load(&pl->failed)) {
+    /* Woken early by a worker's alert (on_alert); an alert waiting for
+     * the minimum spacing after the last checkpoint waits no longer. */
     uint64_t since = tp_mono_ns() - last;
-    rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, COORDINATOR_POLL_MS);
+    int poll_ms = COORDINATOR_POLL_MS;
+    if (tp_publisher_pending(pl->pub) > 0 && since < ALERT_COMMIT_NS)
+      poll_ms = (int)((ALERT_COMMIT_NS - since) / 1000000u) + 1;
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(pl->rk, poll_ms);
+    since = tp_mono_ns() - last;
     if (msg) {
       /* Records arrive on the workers' queues; the main queue only carries
        * errors. */
@@ -1226,6 +1238,7 @@ static void *coordinator_main(void *arg) {
       }
     } else if (since >= interval_ns || alert_checkpoint_due(pl, since, last_cost)) {
       uint64_t began = tp_mono_ns();
+      atomic_store_explicit(&pl->alert_woke, false, memory_order_relaxed);
       pause_workers(pl);
       uint64_t aborts = atomic_load(&pl->txn_aborts);
       uint64_t commits = atomic_load(&pl->commits);
@@ -1371,6 +1384,7 @@ tp_pipeline_t *tp_pipeline_new(const tp_pipeline_opts_t *opts, char *errstr, siz
   }
   conf = NULL;
   rd_kafka_poll_set_consumer(pl->rk);
+  pl->coord_q = rd_kafka_queue_get_consumer(pl->rk);
 
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   pl->n_workers = cfg->workers > 0 ? cfg->workers : (cores > 0 ? (int)cores : 1);
@@ -1453,6 +1467,8 @@ void tp_pipeline_destroy(tp_pipeline_t *pl) {
     tp_buf_free(&w->abuf);
     tp_free(w->ctxs);
   }
+  if (pl->coord_q)
+    rd_kafka_queue_destroy(pl->coord_q);
   if (pl->rk)
     rd_kafka_destroy(pl->rk);
   tp_publisher_destroy(pl->pub);

@@ -90,6 +90,8 @@ struct tp_pipeline_s {
   tp_state_t *st;
   tp_publisher_t *pub;
   rd_kafka_t *rk;
+  rd_kafka_queue_t *coord_q; /* the consumer queue the coordinator polls */
+  _Atomic bool alert_woke;  /* an alert woke the coordinator since its last checkpoint */
 
   worker_t *workers;
   int n_workers;
