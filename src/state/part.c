@@ -577,18 +577,26 @@ static void eval_entry(tp_part_t *p, tp_entry_t *e, int64_t T, uint64_t bi) {
 }
 
 /*
- * Start fetching both lines a bucket may straddle of the bucket entry e
- * wrote last (e's writer only: the ring is private). A macro, not a
+ * Start fetching every cache line of the n bytes at p. A macro, not a
  * function: gcc finds a function that only loads and prefetches free of
  * side effects and deletes the calls to it (bench/NOTES.md, decoder).
  */
+#define PREFETCH_RANGE(p, n)                                                           \
+  do {                                                                                 \
+    const char *p_ = (const char *)(p);                                                \
+    size_t n_ = (n);                                                                   \
+    for (size_t o_ = 0; o_ < n_; o_ += 64)                                             \
+      __builtin_prefetch(p_ + o_);                                                     \
+    if (n_ > 0)                                                                        \
+      __builtin_prefetch(p_ + n_ - 1);                                                 \
+  } while (0)
+
+/* Start fetching the bucket entry e wrote last, every line it straddles
+ * (e's writer only: the ring is private). */
 #define PREFETCH_LAST_BUCKET(kind, e)                                                  \
   do {                                                                                 \
-    if ((e)->ring != NULL) {                                                           \
-      const char *b_ = (const char *)tp__ring_slot((kind), (e), (e)->ring_hint);       \
-      __builtin_prefetch(b_);                                                          \
-      __builtin_prefetch(b_ + (kind)->bucket_size - 1);                                \
-    }                                                                                  \
+    if ((e)->ring != NULL)                                                             \
+      PREFETCH_RANGE(tp__ring_slot((kind), (e), (e)->ring_hint), (kind)->bucket_size); \
   } while (0)
 
 /* Evaluate the entries scheduled for boundary T, in scheduling order. */
@@ -600,9 +608,9 @@ static void evaluate(tp_part_t *p, int64_t T) {
    * it reads that is not in the cache. So the first three lines of the
    * entry 8 places ahead are fetched (the ring and sums pointers, the ring
    * tags, the published fields), and 4 places ahead, from those pointers,
-   * every line of its sums and both lines a bucket may straddle of the
-   * bucket written last (the one entering the windows, or leaving one, in
-   * nearly every evaluation: 99 % and 87 % in bench_apply). */
+   * every line of its sums and of the bucket written last (the one
+   * entering the windows, or leaving one, in nearly every evaluation: 99 %
+   * and 87 % in bench_apply). */
   const tp_kind_t *kind = p->kind;
   size_t sums_bytes = kind->n_views * kind->pub_words * sizeof(uint64_t);
   for (uint32_t i = 0; i < slot->n; i++) {
@@ -614,11 +622,7 @@ static void evaluate(tp_part_t *p, int64_t T) {
     }
     if (i + 4 < slot->n) {
       const tp_entry_t *ahead = slot->v[i + 4];
-      const char *sums = (const char *)ahead->sums;
-      for (size_t off = 0; off < sums_bytes; off += 64)
-        __builtin_prefetch(sums + off);
-      if (sums_bytes > 0) /* a source without rules has no windows */
-        __builtin_prefetch(sums + sums_bytes - 1);
+      PREFETCH_RANGE(ahead->sums, sums_bytes); /* none without rules: no windows */
       PREFETCH_LAST_BUCKET(kind, ahead);
     }
     eval_entry(p, slot->v[i], T, bi);
@@ -814,10 +818,7 @@ void tp_part_prefetch_bucket(const tp_part_t *p, const tp_part_hint_t *h) {
     /* A small sparse ring: the event's step may reuse a spent bucket or
      * take the next free one rather than the one written last. All of it
      * is a few lines. */
-    const char *r = e->ring;
-    for (size_t off = 0; off < ring_bytes; off += 64)
-      __builtin_prefetch(r + off);
-    __builtin_prefetch(r + ring_bytes - 1);
+    PREFETCH_RANGE(e->ring, ring_bytes);
   } else {
     PREFETCH_LAST_BUCKET(kind, e);
   }
