@@ -28,6 +28,12 @@
  * concurrent writer", and touchpulse has one writer per partition, several
  * at once.
  *
+ * Each scaling figure (2-writer throughput / 1-writer throughput) is also
+ * printed as the product of two measured factors: the cores the writers
+ * held (their CPU time over the wall time) and what a CPU second of theirs
+ * did. The first is the scheduler's: a third busy thread on 2 cores leaves
+ * the writers about 4/3 of them. The second is the table's own scaling.
+ *
  * The "floor" line is the same update with no table at all (the entry
  * found by its index): on a machine whose memory latency dominates, it is
  * what neither table can go below.
@@ -251,6 +257,7 @@ struct run {
   pthread_barrier_t fill_start, fill_done, start;
   _Atomic int writers_left;
   uint64_t fill_ns, update_ns; /* wall clock, from the barriers */
+  uint64_t writer_cpu_ns;      /* the writers' CPU time while updating */
   uint64_t scans;
 };
 
@@ -259,7 +266,16 @@ struct writer {
   size_t lo, span; /* this writer's keys */
   size_t updates;
   uint64_t end_ns;
+  uint64_t cpu_ns; /* this thread's CPU time for its updates */
 };
+
+/* The calling thread's CPU time: what the scheduler gave it, as against
+ * the wall clock, which also counts the time it waited for a core. */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void *writer_main(void *arg) {
   struct writer *w = arg;
@@ -280,9 +296,11 @@ static void *writer_main(void *arg) {
   pthread_barrier_wait(&run->fill_done);
 
   pthread_barrier_wait(&run->start);
+  uint64_t cpu0 = thread_cpu_ns();
   for (size_t n = 0; n < w->updates; n++)
     update(pick(&rnd, w->lo, w->span));
   w->end_ns = tp_mono_ns();
+  w->cpu_ns = thread_cpu_ns() - cpu0;
   atomic_fetch_sub(&run->writers_left, 1);
   if (run->c == CDS_LFHT)
     rcu_unregister_thread();
@@ -355,8 +373,11 @@ static void run_phase(struct run *run) {
   uint64_t end = t0;
   for (unsigned i = 0; i < run->writers + (run->scanner ? 1u : 0u); i++)
     pthread_join(th[i], NULL);
-  for (unsigned i = 0; i < run->writers; i++)
+  run->writer_cpu_ns = 0;
+  for (unsigned i = 0; i < run->writers; i++) {
     end = TP_MAX(end, w[i].end_ns);
+    run->writer_cpu_ns += w[i].cpu_ns;
+  }
   run->update_ns = end - t0;
 
   pthread_barrier_destroy(&run->fill_start);
@@ -458,6 +479,7 @@ int main(void) {
           best->fill_ns = run.fill_ns;
         if (r == 0 || run.update_ns < best->update_ns) {
           best->update_ns = run.update_ns;
+          best->writer_cpu_ns = run.writer_cpu_ns;
           best->scans = run.scans;
         }
       }
@@ -487,6 +509,24 @@ int main(void) {
            contestant_name[c],
            (double)runs[c][0].update_ns / (double)runs[c][1].update_ns,
            (double)runs[c][0].update_ns / (double)runs[c][2].update_ns);
+  /* update_ns = writer_cpu_ns / (cores the writers held), and every phase
+   * does N_UPDATES, so the scaling is exactly the product of two factors:
+   * how many cores the writers got, and how much a CPU second of theirs
+   * did. The first is the scheduler's; only the second is the table's. */
+  printf("the scaling split in two, (writers' cores, 2 writers / 1) x "
+         "(updates per writer CPU second, 2 writers / 1):\n");
+  for (int c = 0; c < N_CONTESTANTS; c++) {
+    double cores[N_PHASES];
+    for (int p = 0; p < N_PHASES; p++)
+      cores[p] = (double)runs[c][p].writer_cpu_ns / (double)runs[c][p].update_ns;
+    for (int p = 1; p < N_PHASES; p++)
+      printf("  %-9s %-31s %.2f x %.2f (the writers held %.2f of %ld cores, "
+             "1 writer %.2f)\n",
+             p == 1 ? contestant_name[c] : "", phases[p].name,
+             cores[p] / cores[0],
+             (double)runs[c][0].writer_cpu_ns / (double)runs[c][p].writer_cpu_ns,
+             cores[p], cpus, cores[0]);
+  }
   printf("full-table scans during phase 3 (%s):\n",
          cpus < 3 ? "3 threads share the machine's 2 cores"
                   : "each thread on its own core");
