@@ -12,7 +12,10 @@
  *
  * Phases: one writer; two writers on disjoint halves of the keys (one
  * worker per partition); two writers while a third thread walks the whole
- * table in a loop, as the evaluator and the HTTP server do.
+ * table in a loop, the worst case of a reader; two writers with a walk a
+ * second. In touchpulse the workers evaluate from their own schedules and
+ * never walk the table: a /metrics scrape does, and the demo's view, once
+ * a second.
  *
  * Contestants. Ours: lookups without a read section (a writer's own keys
  * are never removed under it), the scanner inside one. cds_lfht: the
@@ -45,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _LGPL_SOURCE /* inline liburcu's read-side fast paths */
@@ -61,7 +65,8 @@
 #define KEY_MIN 10
 #define KEY_MAX 30
 #define HASH_SEED 0
-#define N_PHASES 3
+#define N_PHASES 4
+#define SCAN_PERIOD_NS 1000000000u /* the paced scanner: a scan a second */
 
 typedef struct {
   uint32_t len;
@@ -253,7 +258,7 @@ static void tables_destroy(enum contestant c) {
 struct run {
   enum contestant c;
   unsigned writers;
-  int scanner;
+  int scanner; /* 0 none, 1 scanning in a loop, 2 a scan every SCAN_PERIOD_NS */
   pthread_barrier_t fill_start, fill_done, start;
   _Atomic int writers_left;
   uint64_t fill_ns, update_ns; /* wall clock, from the barriers */
@@ -322,7 +327,7 @@ static void *scanner_main(void *arg) {
     rcu_register_thread();
   pthread_barrier_wait(&run->start);
   while (atomic_load(&run->writers_left) > 0) {
-    uint64_t sum = 0;
+    uint64_t t_scan = tp_mono_ns(), sum = 0;
     if (run->c == OURS) {
       tp_table_read_begin(our_tbl);
       tp_table_foreach(our_tbl, our_scan_cb, &sum);
@@ -338,6 +343,12 @@ static void *scanner_main(void *arg) {
     }
     scan_sink = sum;
     run->scans++;
+    if (run->scanner == 2) {
+      uint64_t next = t_scan + SCAN_PERIOD_NS;
+      struct timespec ms = {0, 1000000};
+      while (tp_mono_ns() < next && atomic_load(&run->writers_left) > 0)
+        nanosleep(&ms, NULL);
+    }
   }
   if (run->c == CDS_LFHT)
     rcu_unregister_thread();
@@ -423,6 +434,7 @@ int main(void) {
       {"1 writer", 1, 0},
       {"2 writers, disjoint key halves", 2, 0},
       {"2 writers + 1 table scanner", 2, 1},
+      {"2 writers + a scan a second", 2, 2},
   };
   struct run runs[N_CONTESTANTS][N_PHASES];
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -505,10 +517,12 @@ int main(void) {
 
   printf("\nscaling, 2-writer throughput / 1-writer throughput:\n");
   for (int c = 0; c < N_CONTESTANTS; c++)
-    printf("  %-9s %.2f without the scanner, %.2f with it\n",
+    printf("  %-9s %.2f without the scanner, %.2f with it, %.2f with a scan "
+           "a second\n",
            contestant_name[c],
            (double)runs[c][0].update_ns / (double)runs[c][1].update_ns,
-           (double)runs[c][0].update_ns / (double)runs[c][2].update_ns);
+           (double)runs[c][0].update_ns / (double)runs[c][2].update_ns,
+           (double)runs[c][0].update_ns / (double)runs[c][3].update_ns);
   /* update_ns = writer_cpu_ns / (cores the writers held), and every phase
    * does N_UPDATES, so the scaling is exactly the product of two factors:
    * how many cores the writers got, and how much a CPU second of theirs
@@ -537,6 +551,11 @@ int main(void) {
            run->scans ? (double)run->update_ns / 1e6 / (double)run->scans
                       : 0.0);
   }
+  printf("full-table scans during phase 4 (the first as the writers start):\n");
+  for (int c = 0; c < N_CONTESTANTS; c++)
+    printf("  %-9s %llu in %.0f ms\n", contestant_name[c],
+           (unsigned long long)runs[c][3].scans,
+           (double)runs[c][3].update_ns / 1e6);
 
   printf("\nbytes per entry at %d keys:\n", N_KEYS);
   printf("  ours      %5.1f table (slots) + %2zu node in the entry "
