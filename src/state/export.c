@@ -62,10 +62,21 @@ static int visit(tp_table_node_t *node, void *opaque) {
   const tp_kind_t *kind = x->kind;
   tp_entry_t *e = (tp_entry_t *)node;
   x->visited++;
+  size_t nr = kind->n_rules;
+  /* Once the cold list is full, most entries are cold ones that cannot be
+   * exported: tell them by their published phases alone, without the
+   * snapshot, which reads every sum and computes every metric (at 1 M
+   * touchpoints that was most of a scrape). The snapshot decides again. */
+  if (x->n_cold >= x->cap) {
+    bool hot = false;
+    for (size_t r = 0; r < nr; r++)
+      hot |= atomic_load_explicit(&e->pub_phase[r], memory_order_relaxed) != TP_RULE_OK;
+    if (!hot)
+      return 0;
+  }
   tp_snapshot_t s;
   tp__snapshot(kind, e, &s);
   bool hot = false;
-  size_t nr = kind->n_rules;
   for (size_t r = 0; r < nr; r++)
     hot |= s.phase[r] != TP_RULE_OK;
   rec_t *list = hot ? x->hot : x->cold;

@@ -167,6 +167,35 @@ Test(export, capped_per_topic_with_breaching_touchpoints_first) {
   fx_free(f);
 }
 
+/* Once the cold list is full a scrape tells the remaining entries by their
+ * published rule states alone (export.c): the breaching touchpoints among
+ * hundreds of quiet ones, wherever the table puts them, are all exported. */
+Test(export, breaching_touchpoints_found_after_the_cap_is_full_of_quiet_ones) {
+  fx_t *f = fx_new(6);
+  char name[32];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof(name), "web.quiet%03d", i);
+    feedback(f, 0, name, 1, 5);
+    if (i % 75 == 74) {
+      snprintf(name, sizeof(name), "web.broken%d", i / 75);
+      feedback(f, 0, name, 2, 1); /* csat-low FIRING at the boundary */
+    }
+  }
+  tp_part_advance(f->parts[0], f->clock[0] + 15 * MIN_MS);
+  char *m = scrape(f, 6);
+  /* Six touchpoints, two of the rules matching each. */
+  cr_expect_eq(count_lines(m, "touchpulse_touchpoint_rule_state{topic=\"cx.feedback\""), 6 * 2,
+               "%s", m);
+  for (int k = 0; k < 4; k++) {
+    char want[96];
+    snprintf(want, sizeof(want), "touchpoint=\"web.broken%d\",rule=\"csat-low\",severity=", k);
+    cr_expect(strstr(m, want), "web.broken%d missing:\n%s", k, m);
+  }
+  cr_expect(strstr(m, "touchpulse_touchpoints_unexported{topic=\"cx.feedback\"} 298\n"), "%s", m);
+  free(m);
+  fx_free(f);
+}
+
 Test(export, a_touchpoint_in_two_partitions_is_one_series) {
   fx_t *f = fx_new(1000);
   feedback(f, 0, "web.twice", 3, 5);
