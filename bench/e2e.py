@@ -8,6 +8,12 @@ consumer group (and, for the alert-writing contestants, a fresh alert topic):
 
   raw            bench_raw: a librdkafka consumer that reads and discards
   touchpulse     the service with the example rules (examples/touchpulse.yaml)
+  touchpulse-norules
+                 the same service and settings with `rules: []`: decoding,
+                 deduplication, the touchpoint table, checkpoints, and one
+                 15-minute window per topic for the views, but no rule to
+                 evaluate; the difference to touchpulse is what the example
+                 rules add
   ks-default     the Kafka Streams peer, RocksDB stores + changelog topics
   ks-inmemory    the Kafka Streams peer, in-memory stores, no changelog
 
@@ -143,14 +149,14 @@ def scrape(port):
         return r.read().decode()
 
 
-def touchpulse_config(path, bootstrap, group, alerts_topic, port, max_tp):
+def touchpulse_config(path, bootstrap, group, alerts_topic, port, max_tp, rules=True):
     """The example configuration (its rules and defaults) with the bench's
     broker, a fresh group, its own alert topic, a table large enough for the
     dataset, and idle_timeout 0 (windows close on the records alone, as in
-    the Kafka Streams peer)."""
+    the Kafka Streams peer). rules=False: no rules at all."""
     with open(os.path.join(ROOT, "examples", "touchpulse.yaml")) as f:
         example = f.read()
-    rules = example[example.index("\nrules:") + 1:]
+    rules = example[example.index("\nrules:") + 1:] if rules else "rules: []\n"
     with open(path, "w") as f:
         f.write(f"""kafka:
   bootstrap.servers: "{bootstrap}"
@@ -169,12 +175,12 @@ log:
 {rules}""")
 
 
-def run_touchpulse(args, bootstrap, expected, run_id, max_tp):
+def run_touchpulse(args, bootstrap, expected, run_id, max_tp, rules=True):
     alerts_topic = f"bench.tp.alerts.{run_id}"
     admin_topics(bootstrap, create=[alerts_topic], partitions=args.partitions)
     port = free_port()
     cfg = os.path.join(args.workdir, f"touchpulse-{run_id}.yaml")
-    touchpulse_config(cfg, bootstrap, f"bench-tp-{run_id}", alerts_topic, port, max_tp)
+    touchpulse_config(cfg, bootstrap, f"bench-tp-{run_id}", alerts_topic, port, max_tp, rules)
     t0 = time.time()
     logpath = os.path.join(args.workdir, f"touchpulse-{run_id}.log")
     proc = subprocess.Popen([args.touchpulse, "--config", cfg], stdout=subprocess.DEVNULL,
@@ -294,7 +300,8 @@ def main():
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--touchpoints", default="10000,100000,1000000")
     ap.add_argument("--dists", default="uniform,zipf")
-    ap.add_argument("--contestants", default="raw,touchpulse,ks-default,ks-inmemory",
+    ap.add_argument("--contestants",
+                    default="raw,touchpulse,touchpulse-norules,ks-default,ks-inmemory",
                     help="on the main datasets")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=8)
@@ -333,9 +340,10 @@ def main():
                 try:
                     if who == "raw":
                         res, ru, t0 = run_raw(args, args.bootstrap, expected, run_id)
-                    elif who == "touchpulse":
+                    elif who in ("touchpulse", "touchpulse-norules"):
                         res, ru, t0 = run_touchpulse(args, args.bootstrap, expected, run_id,
-                                                     max(2 * tps, 100000))
+                                                     max(2 * tps, 100000),
+                                                     rules=who == "touchpulse")
                     else:
                         res, ru, t0 = run_ks(args, args.bootstrap, expected, run_id,
                                              who[len("ks-"):])

@@ -5,14 +5,15 @@
 #
 #   bench/run.sh [--events N] [--touchpoints 10000,100000,1000000]
 #                [--dists uniform,zipf] [--reps 3] [--partitions 8]
-#                [--contestants raw,touchpulse,ks-default,ks-inmemory]
+#                [--contestants raw,touchpulse,touchpulse-norules,ks-default,ks-inmemory]
 #                [--ks-dataset DIST-TOUCHPOINTS:EVENTS] [--skip-micro] [--skip-latency]
 #
 # Defaults are the full run: 10 M events per dataset, six datasets, three
-# repetitions of four contestants (days on 2 cores: Kafka Streams drains a
-# few thousand records a second here). --contestants raw,touchpulse with
-# --ks-dataset zipf-100000:300000 runs Kafka Streams on a dataset of its own
-# where all four meet. Installs what
+# repetitions of five contestants (days on 2 cores: Kafka Streams drains a
+# few thousand records a second here). --contestants
+# raw,touchpulse,touchpulse-norules with --ks-dataset zipf-100000:300000
+# runs Kafka Streams on a dataset of its own where raw, touchpulse and the
+# two Kafka Streams configurations meet. Installs what
 # it needs (scripts/deps.sh, the broker's and Kafka Streams' jars from Maven
 # Central, kafka-python and fastavro into build/itest-venv).
 set -euo pipefail
