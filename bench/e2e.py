@@ -18,8 +18,10 @@ consumer group (and, for the alert-writing contestants, a fresh alert topic):
   ks-inmemory    the Kafka Streams peer, in-memory stores, no changelog
 
 Per run: drain rate (records / (last record - first record); touchpulse's
-last record is its "caught up" log line, as /metrics renders every
-touchpoint's gauges and polling it would load the contestant), wall time from
+first and last records are the times its "caught up" log line gives, as
+/metrics renders every touchpoint's gauges and polling it would load the
+contestant, and the line itself comes up to fetch.wait.max.ms after the
+last record), wall time from
 process start to the last record, CPU seconds of the process (getrusage of
 the child, so start-up and shutdown included) per million records, peak RSS
 (ru_maxrss) and, for the rule engines, the alerts. The alert sets of
@@ -185,23 +187,23 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp, rules=True):
     logpath = os.path.join(args.workdir, f"touchpulse-{run_id}.log")
     proc = subprocess.Popen([args.touchpulse, "--config", cfg], stdout=subprocess.DEVNULL,
                             stderr=open(logpath, "w"))
-    # The first record: /metrics while the table is still nearly empty (a
-    # scrape renders every touchpoint's gauges, so it is not polled after).
-    # The last: touchpulse's "caught up" log line, stamped when every
-    # partition reached the end of its log.
+    # The first and the last record: from touchpulse's "caught up" log line,
+    # which says when the first record was in hand and when the last was
+    # processed. The line itself comes later: it waits for the end-of-log
+    # events, which the broker sends with the next fetch after the last
+    # record, held up to fetch.wait.max.ms (500 ms) when no partition has
+    # more. /metrics is not polled meanwhile: a scrape renders every
+    # touchpoint's gauges and would load the contestant.
     first = last = None
     deadline = t0 + args.timeout
-    while first is None and time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"touchpulse exited with {proc.returncode}, see {logpath}")
-        try:
-            if metric_sum(scrape(port), "touchpulse_events_consumed_total") > 0:
-                first = time.time()
-        except OSError:
-            pass
-        time.sleep(0.02)
-    caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed since start; "
+    caught = re.compile(r"^(\S+Z) info +caught up: .* (\d+) records consumed since start "
+                        r"\(the first in hand at (\S+), the last processed at (\S+)\); "
                         r"(\d+) checkpoints held the workers for ([\d.]+) s")
+
+    def utc(stamp):
+        return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ") \
+            .replace(tzinfo=datetime.timezone.utc).timestamp()
+
     with open(logpath) as log_lines:  # read as it grows, each line once
         partial = ""
         while last is None and time.time() < deadline:
@@ -214,10 +216,10 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp, rules=True):
                     break
                 mt = caught.match(line)
                 if mt and int(mt.group(2)) >= expected:
-                    held = {"checkpoints": int(mt.group(3)), "held_s": float(mt.group(4)),
-                            "cpu_s": process_cpu_s(proc.pid)}
-                    last = datetime.datetime.strptime(mt.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") \
-                        .replace(tzinfo=datetime.timezone.utc).timestamp()
+                    held = {"checkpoints": int(mt.group(5)), "held_s": float(mt.group(6)),
+                            "cpu_s": process_cpu_s(proc.pid),
+                            "eof_lag_s": utc(mt.group(1)) - utc(mt.group(4))}
+                    first, last = utc(mt.group(3)), utc(mt.group(4))
             time.sleep(0.2)
     if first is None or last is None:
         proc.kill()
@@ -248,6 +250,8 @@ def run_touchpulse(args, bootstrap, expected, run_id, max_tp, rules=True):
         # the workers (the log line that marks the end of the drain).
         "checkpoints": held["checkpoints"], "checkpoint_hold_s": held["held_s"],
         # CPU time from start to the "caught up" line (read within 0.2 s of it).
+        # How long after the last record the line came (the end-of-log wait).
+        "eof_lag_s": held["eof_lag_s"],
         "cpu_to_last_s": held["cpu_s"],
     }
     return res, ru, t0

@@ -104,18 +104,27 @@ def main():
           f"{fmt(ratio(tp.get('rate'), ksm.get('rate')), 1)} | "
           f"{fmt(ratio(ksd.get('rss_mb'), tp.get('rss_mb')), 1)} | {eq} |")
     w("")
+    lags = [r["detail"]["eof_lag_s"] for ds in res["datasets"] for r in ds["runs"]
+            if "error" not in r and r.get("detail", {}).get("eof_lag_s") is not None]
+    if lags:
+        w(f"touchpulse's `caught up` line came {min(lags):.2f}-{max(lags):.2f} s after its last "
+          "record in these runs (the end-of-log wait); the drain rates above end at the last "
+          "record.\n")
     for ds in res["datasets"]:
         for who, v in ds.get("alerts_compare", {}).items():
             if not v["equal"]:
                 w(f"Alerts of touchpulse and {who} differ on {ds['name']}:\n\n```\n{v['summary']}\n```\n")
     w("Definitions: records/s = records / (wall time of the last record - wall time of the "
-      "first), as each contestant reports it (touchpulse: the first from its "
-      "`events_consumed_total`, the last from its `caught up` log line; Kafka Streams: "
+      "first), as each contestant reports it (touchpulse: both from its `caught up` log line, "
+      "which gives when the first record was in hand and when the last was processed; the "
+      "line itself comes up to fetch.wait.max.ms, 500 ms, later, when the broker answers the "
+      "next fetch with the end of the logs; Kafka Streams: "
       "the last when close() has produced the last alerts); CPU and peak RSS from getrusage of the contestant's process, "
       "start-up and shutdown included (touchpulse's also a /metrics scrape of every touchpoint after the "
       "drain, which bench/e2e.py reads its counters from); CPU to the last record: the process's CPU time "
       "from its start to the last record (raw: getrusage at the last record; touchpulse: /proc when its "
-      "`caught up` line appears); alerts = FIRING + RESOLVED written; touchpulse-norules: the same "
+      "`caught up` line appears, so the wait for the end of the logs is in it, idle but for the "
+      "threads' polls); alerts = FIRING + RESOLVED written; touchpulse-norules: the same "
       "service and settings with `rules: []`: each topic keeps one 15-minute window for the views, "
       "its sums kept and published at every boundary, and no rule is evaluated, so the difference "
       "to touchpulse is what the example rules add.\n")

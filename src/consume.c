@@ -415,6 +415,7 @@ static void *worker_main(void *arg) {
     bool stale = atomic_load(&pl->rewind_gen) != w->rewind_gen || atomic_load(&pl->workers_quit);
     w->now = pl->now_ms();
     w->last_rkt = NULL;
+    bool records = false; /* whether the batch held a record it processed */
     for (size_t i = 0; !stale && i < n && i < PREFETCH_SLOT; i++) {
       ctxs[i] = ctx_of(w, msgs[i]);
       hint_slot(msgs[i], ctxs[i], &hints[i]);
@@ -429,12 +430,19 @@ static void *worker_main(void *arg) {
         hint_entry(ctxs[i + PREFETCH_ENTRY], &hints[i + PREFETCH_ENTRY]);
       if (!stale && i + PREFETCH_BUCKET < n)
         hint_bucket(ctxs[i + PREFETCH_BUCKET], &hints[i + PREFETCH_BUCKET]);
-      if (!stale && !w->halted && !atomic_load(&pl->workers_quit))
+      if (!stale && !w->halted && !atomic_load(&pl->workers_quit)) {
         process(w, msgs[i], ctxs[i], &hints[i]);
+        records = records || msgs[i]->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+      }
       rd_kafka_message_destroy(msgs[i]);
     }
     if (n > 0)
       bump(&w->stats.batches);
+    if (records) {
+      if (atomic_load_explicit(&w->first_batch_ms, memory_order_relaxed) == 0)
+        atomic_store_explicit(&w->first_batch_ms, w->now, memory_order_relaxed);
+      atomic_store_explicit(&w->last_batch_ms, pl->now_ms(), memory_order_relaxed);
+    }
     check_idle(w);
   }
   pthread_mutex_lock(&pl->bar_lock);
@@ -1171,11 +1179,31 @@ static void note_caught_up(tp_pipeline_t *pl, uint64_t *behind_since, bool *once
     *once = true;
     tp_pipeline_totals_t t;
     tp_pipeline_totals(pl, &t);
+    /* When the records were processed: the end of the logs is known only
+     * from the next fetch after the last record, which the broker holds
+     * for up to fetch.wait.max.ms when no partition has more. */
+    int64_t first = INT64_MAX, last = 0;
+    for (int i = 0; i < pl->n_workers; i++) {
+      int64_t f = atomic_load_explicit(&pl->workers[i].first_batch_ms, memory_order_relaxed);
+      int64_t l = atomic_load_explicit(&pl->workers[i].last_batch_ms, memory_order_relaxed);
+      if (f != 0 && f < first)
+        first = f;
+      if (l > last)
+        last = l;
+    }
+    char span[160] = "";
+    if (first != INT64_MAX) {
+      char from[40], to[40];
+      tp_time_format(first, from, sizeof(from));
+      tp_time_format(last, to, sizeof(to));
+      snprintf(span, sizeof(span), " (the first in hand at %s, the last processed at %s)", from,
+               to);
+    }
     tp_log_info("caught up: %zu partition(s) at the end of their logs after %.1f s behind; "
-                "%llu records consumed since start; %llu checkpoints held the workers for "
+                "%llu records consumed since start%s; %llu checkpoints held the workers for "
                 "%.2f s in all",
                 pl->n_ctx, (double)(now - *behind_since) / 1e9, (unsigned long long)t.consumed,
-                (unsigned long long)pl->checkpoints, (double)pl->checkpoint_hold_ns / 1e9);
+                span, (unsigned long long)pl->checkpoints, (double)pl->checkpoint_hold_ns / 1e9);
   }
   *behind_since = 0;
 }

@@ -45,12 +45,7 @@ void tp_log(tp_log_level_t level, const char *fmt, ...) {
     if (*p == '\n' || *p == '\r')
       *p = ' ';
 
-  struct timespec now;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &now);
-  gmtime_r(&now.tv_sec, &tm);
-  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+  tp_time_format(tp_now_ms(), ts, sizeof(ts));
   int n;
   if (atomic_load(&json_format)) {
     /* Escape into a fixed buffer: the message is at most 2 KiB. */

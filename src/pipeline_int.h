@@ -81,6 +81,11 @@ typedef struct worker_s {
   int32_t last_partition;
   struct pctx_s *last_ctx;
   int64_t last_idle_check;
+  /* Wall clock (ms) when the first batch holding a record was in hand, 0
+   * before, and when the newest such batch was done: the "caught up" line
+   * reports them, as the line itself waits for the end-of-log events,
+   * which come up to fetch.wait.max.ms after the last record. */
+  _Atomic int64_t first_batch_ms, last_batch_ms;
   wstats_t stats;
 } worker_t;
 

@@ -90,6 +90,10 @@ void tp_hash128(const void *data, size_t len, uint32_t seed, uint64_t out[2]);
 /** Write a human-readable duration ("90s", "15m", "1h30m") into buf. */
 void tp_duration_format(int64_t ms, char *buf, size_t size);
 
+/** Write a Unix time in ms as UTC, "2026-11-23T13:49:11.219Z", into buf
+ *  (the log's timestamps). */
+void tp_time_format(int64_t unix_ms, char *buf, size_t size);
+
 #define TP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define TP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TP_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -17,6 +17,7 @@ test fails or the broker cannot start.
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -241,6 +242,22 @@ def committed_equals_end(bootstrap, group):
     return not bad
 
 
+def caught_up_ok(log_path):
+    """The "caught up" line (bench/e2e.py reads it): records counted, the
+    first in hand no later than the last processed, and the line no earlier."""
+    pat = re.compile(r"^(\S+Z) info +caught up: \d+ partition\(s\) at the end of their logs "
+                     r"after [\d.]+ s behind; (\d+) records consumed since start \(the first "
+                     r"in hand at (\S+), the last processed at (\S+)\); \d+ checkpoints held")
+    with open(log_path) as f:
+        for line in f:
+            m = pat.match(line)
+            if m:
+                at, first, last = m.group(1), m.group(3), m.group(4)
+                # Same-length ISO stamps in UTC: text order is time order.
+                return int(m.group(2)) > 0 and first <= last <= at
+    return False
+
+
 def t_single(args):
     """One instance, the whole scenario; lag, watermarks, graceful stop."""
     with Test(args, "single") as t:
@@ -261,6 +278,7 @@ def t_single(args):
             "no partition restoring": sum(series(body, "touchpulse_partition_restoring").values())
             == 0,
             "rebalances counted": sum(series(body, "touchpulse_rebalances_total").values()) >= 1,
+            "caught up, with when the records were processed": caught_up_ok(a.log_path),
         }
         for what, good in checks.items():
             if not good:

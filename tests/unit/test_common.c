@@ -88,6 +88,16 @@ Test(common, duration_format_is_compact) {
   cr_expect_str_eq(buf, "0s");
 }
 
+Test(common, time_format_is_utc_iso_with_milliseconds) {
+  char buf[40];
+  tp_time_format(0, buf, sizeof(buf));
+  cr_expect_str_eq(buf, "1970-01-01T00:00:00.000Z");
+  tp_time_format(1795440551219LL, buf, sizeof(buf)); /* 2026-11-23T13:29:11.219Z */
+  cr_expect_str_eq(buf, "2026-11-23T13:29:11.219Z");
+  tp_time_format(-1, buf, sizeof(buf)); /* before the epoch: floor, not truncation */
+  cr_expect_str_eq(buf, "1969-12-31T23:59:59.999Z");
+}
+
 Test(common, buf_escapes_json_and_prometheus) {
   tp_buf_t b = TP_BUF_INIT;
   tp_buf_json_escape(&b, "a\"b\\c\nd\x01", 8);
