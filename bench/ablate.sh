@@ -22,11 +22,7 @@ while [ $# -gt 0 ]; do
 done
 scripts/deps.sh >/dev/null
 scripts/build.sh release
-venv=$root/build/itest-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/integration/requirements.txt
-fi
+py=$(scripts/venv.sh)
 scripts/kafka.sh fetch
 
 work=$(mktemp -d)
@@ -56,5 +52,5 @@ done
 scripts/kafka.sh start "$work/kafka"
 # shellcheck disable=SC1091
 . "$work/kafka/env"
-"$venv/bin/python" "$here/ablate.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
+"$py" "$here/ablate.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
   --bin "$root/build/release" --levels "$(IFS=,; echo "${specs[*]}")" ${args[@]+"${args[@]}"}

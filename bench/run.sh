@@ -39,11 +39,7 @@ scripts/deps.sh >/dev/null
 scripts/build.sh release
 "$here/peers/kafka-streams/run.sh" build
 built_from=$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)
-venv=$root/build/itest-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/integration/requirements.txt
-fi
+py=$(scripts/venv.sh)
 scripts/kafka.sh fetch
 
 work=$(mktemp -d)
@@ -63,16 +59,16 @@ if [ "$micro" = 1 ]; then
   build/release/bench_table > "$work/bench_table.txt"
   build/release/bench_rss > "$work/bench_rss.txt"
 fi
-"$venv/bin/python" "$here/e2e.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
+"$py" "$here/e2e.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
   --out "$out" ${e2e_args[@]+"${e2e_args[@]}"}
 if [ "$latency" = 1 ]; then
-  if ! "$venv/bin/python" "$here/latency.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
+  if ! "$py" "$here/latency.py" --bootstrap "$KAFKA_BOOTSTRAP" --workdir "$work" \
     --bin build/release/touchpulse > "$work/latency.json"; then
     echo '{"error": "the latency run failed: see its message above"}' > "$work/latency.json"
     status=1
   fi
 fi
-"$venv/bin/python" "$here/report.py" --results "$out" --micro-dir "$work" \
+"$py" "$here/report.py" --results "$out" --micro-dir "$work" \
   --command "$cmdline" --commit "$built_from" > "$here/RESULTS.md"
 echo "bench/RESULTS.md written"
 exit "$status"

@@ -11,11 +11,7 @@ root=$(cd "$here/../.." && pwd)
 bin=$1
 shift
 
-venv=$root/build/itest-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
+py=$("$root/scripts/venv.sh")
 "$root/scripts/kafka.sh" fetch
 
 # Every test's folder (and broker) lives under one root, so whatever happens
@@ -29,4 +25,4 @@ cleanup() {
   rm -rf "$TMPDIR"
 }
 trap cleanup EXIT
-"$venv/bin/python" "$here/cluster.py" --bin "$bin" "$@"
+"$py" "$here/cluster.py" --bin "$bin" "$@"

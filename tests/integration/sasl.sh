@@ -79,12 +79,7 @@ records=30
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^TOUCHPULSE_' || true)
 unset KAFKA_VERSION
 
-venv=$root/build/itest-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import kafka, fastavro, mmh3, yaml' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
-py=$venv/bin/python
+py=$("$root/scripts/venv.sh")
 
 # The versions the selected cases need.
 versions=
