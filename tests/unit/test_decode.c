@@ -32,7 +32,17 @@ const char *__lsan_default_suppressions(void) { return "leak:libavro.so\n"; }
 const char *__lsan_default_options(void);
 const char *__lsan_default_options(void) { return "print_suppressions=0"; }
 
-static void setup(void) { ref_init(&ref); }
+/*
+ * TP_TEST_DECODER=plain runs the suite against the plain build of the
+ * decoder on a processor where tp_decode() would run the BMI2 one
+ * (CMakeLists.txt adds that run as test_decode_plain).
+ */
+static void setup(void) {
+  ref_init(&ref);
+  const char *want = getenv("TP_TEST_DECODER");
+  if (want != NULL && strcmp(want, "plain") == 0)
+    cr_assert_eq(tp__decode_select(TP_DECODER_PLAIN), TP_DECODER_PLAIN);
+}
 static void teardown(void) { ref_close(&ref); }
 
 TestSuite(decode, .init = setup, .fini = teardown);
@@ -1116,4 +1126,133 @@ Test(decode, guessed_lengths_agree_with_the_reference_whatever_came_before) {
   }
   cr_assert_gt(checked, 70000);
   cr_assert_gt(accepted, 200); /* most shapes are valid records */
+}
+
+/*
+ * A comment or a return reason ends its record, and its length, one varint
+ * byte under 64 and two up to 8191, is read without a branch on its size
+ * (rd_text in decode.c). For texts of every size class, null too: every
+ * value of the union byte and of the two bytes after it, and the record cut
+ * short around them and at its end, give the plain reference reader's
+ * verdict and values.
+ */
+static size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static void check_against_reference(tp_source_t src, const uint8_t *buf, size_t len,
+                                    const char *what, size_t at, int c) {
+  tp_event_t got, want;
+  tp_reject_t r = decode_exact(src, buf, len, &got, NULL, 0);
+  tp_reject_t w = rref_decode(src, buf, len, &want);
+  cr_assert_eq(r, w, "%s %s, %zu bytes, byte %zu = 0x%02x: %s, the reference says %s",
+               tp_source_name(src), what, len, at, c, tp_reject_label(r),
+               tp_reject_label(w));
+  if (r == TP_REJECT_NONE)
+    cr_assert_null(ref_event_diff(&got, &want), "%s %s, byte %zu = 0x%02x: field %s",
+                   tp_source_name(src), what, at, c, ref_event_diff(&got, &want));
+}
+
+Test(decode, text_lengths_agree_with_the_reference_at_every_byte) {
+  static const long text_lens[] = {-1, 0, 1, 2, 63, 64, 65, 127, 128,
+                                   TP_COMMENT_MAX, TP_COMMENT_MAX + 1, 8191, 8192};
+  static char text[8200];
+  static uint8_t buf[8400];
+  memset(text, 'w', sizeof(text));
+  char what[64];
+  size_t checked = 0, accepted = 0;
+  tp_source_t srcs[] = {TP_SRC_FEEDBACK, TP_SRC_COMMERCE};
+  for (size_t si = 0; si < TP_ARRAY_SIZE(srcs); si++) {
+    for (size_t li = 0; li < TP_ARRAY_SIZE(text_lens); li++) {
+      long tl = text_lens[li];
+      tp_str_t t = tl < 0 ? (tp_str_t){NULL, 0} : (tp_str_t){text, (uint32_t)tl};
+      tp_event_t ev = {.source = srcs[si],
+                       .event_id = {"e-1", 3},
+                       .occurred_at = 1700000000000,
+                       .touchpoint = {"web.home", 8}};
+      if (srcs[si] == TP_SRC_FEEDBACK) {
+        ev.feedback.csat = 4;
+        ev.feedback.nps = ev.feedback.ces = TP_SCORE_NULL;
+        ev.feedback.repurchase = ev.feedback.try_other = TP_SCORE_NULL;
+        ev.feedback.comment = t;
+      } else {
+        ev.commerce.order_id = (tp_str_t){"o-1", 3};
+        ev.commerce.kind = TP_COMMERCE_RETURN_REQUESTED;
+        ev.commerce.reason = t;
+      }
+      size_t n = tp_encode_event(&ev, buf, sizeof(buf));
+      cr_assert_gt(n, 0);
+      size_t tail = tl < 0 ? 1 : 1 + varint_size(2 * (uint64_t)tl) + (size_t)tl;
+      size_t u = n - tail; /* the union byte */
+      snprintf(what, sizeof(what), "text of %ld bytes", tl);
+      check_against_reference(srcs[si], buf, n, what, u, buf[u]);
+      accepted += rref_decode(srcs[si], buf, n, &(tp_event_t){0}) == TP_REJECT_NONE;
+      for (size_t at = u; at < u + 3 && at < n; at++) {
+        uint8_t keep = buf[at];
+        for (int c = 0; c < 256; c++) {
+          buf[at] = (uint8_t)c;
+          check_against_reference(srcs[si], buf, n, what, at, c);
+          checked++;
+        }
+        buf[at] = keep;
+      }
+      for (size_t len = u; len < n; len++) {
+        if (len > u + 4 && len + 4 < n)
+          continue; /* the middle of a long text: the same check as its end */
+        check_against_reference(srcs[si], buf, len, what, len, -1);
+        cr_assert_neq(rref_decode(srcs[si], buf, len, &(tp_event_t){0}), TP_REJECT_NONE);
+        checked++;
+      }
+    }
+  }
+  cr_assert_gt(checked, 15000);
+  cr_assert_geq(accepted, 20); /* every size but the comment over its limit */
+}
+
+/*
+ * Where tp_decode() runs the BMI2 build of the decoder, the plain one must
+ * give the same verdicts, details and values, on valid records and on
+ * mutated ones (which reach the fallbacks of every reader).
+ */
+Test(decode, bmi2_and_plain_builds_agree, .timeout = 600) {
+  if (tp__decode_select(TP_DECODER_BMI2) != TP_DECODER_BMI2)
+    cr_skip_test("no BMI2 build here, or this processor's PEXT is slow");
+  rng_t rng = {20261208};
+  static gen_buf_t gb;
+  static uint8_t rec[BUF_CAP + 5], other[BUF_CAP + 5];
+  static uint8_t buf[2 * (BUF_CAP + 5)];
+  char detail_a[256], detail_b[256];
+  size_t accepted = 0, rejected = 0;
+  for (int i = 0; i < 60000; i++) {
+    tp_source_t src = all_sources[rng_below(&rng, TP_SRC_COUNT)];
+    tp_event_t ev;
+    gen_event(&rng, src, &gb, &ev);
+    size_t n = ref_encode(&ref, &ev, rec, sizeof(rec));
+    gen_event(&rng, src, &gb, &ev);
+    size_t m = ref_encode(&ref, &ev, other, sizeof(other));
+    memcpy(buf, rec, n);
+    size_t len = i % 4 == 0 ? n : mutate(&rng, buf, n, sizeof(buf), other, m);
+
+    tp_event_t a, b;
+    detail_a[0] = detail_b[0] = '\0';
+    cr_assert_eq(tp__decode_select(TP_DECODER_PLAIN), TP_DECODER_PLAIN);
+    tp_reject_t ra = decode_exact(src, buf, len, &a, detail_a, sizeof(detail_a));
+    cr_assert_eq(tp__decode_select(TP_DECODER_BMI2), TP_DECODER_BMI2);
+    tp_reject_t rb = decode_exact(src, buf, len, &b, detail_b, sizeof(detail_b));
+    cr_assert_eq(ra, rb, "record %d: plain %s, BMI2 %s", i, tp_reject_label(ra),
+                 tp_reject_label(rb));
+    cr_assert_str_eq(detail_a, detail_b, "record %d", i);
+    if (ra == TP_REJECT_NONE)
+      cr_assert_null(ref_event_diff(&a, &b), "record %d: field %s", i,
+                     ref_event_diff(&a, &b));
+    accepted += ra == TP_REJECT_NONE;
+    rejected += ra != TP_REJECT_NONE;
+  }
+  cr_assert_gt(accepted, 15000);
+  cr_assert_gt(rejected, 10000);
 }
