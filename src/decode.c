@@ -494,6 +494,12 @@ COLD tp_reject_t union_fail(dec_t dv, int f, const uint8_t *at,
 /* Every union here is ["null", T]: *present says whether T follows. */
 HOT tp_reject_t rd_union(dec_t *d, int f, bool *present) {
   const uint8_t *at = d->p;
+  /* 0x00 and 0x02 are the only one-byte encodings of 0 and 1 */
+  if (LIKELY(at != d->end && (at[0] | 2) == 2)) {
+    *present = at[0] != 0;
+    d->p = at + 1;
+    return TP_REJECT_NONE;
+  }
   uint64_t raw = 0;
   TRY(rd_varint(d, f, LONG_MAX_BYTES, &raw));
   if (UNLIKELY((raw | 2) != 2)) /* zigzag: index 0 is 0, index 1 is 2 */
@@ -514,6 +520,19 @@ COLD tp_reject_t enum_fail(dec_t dv, int f, const uint8_t *at,
 /* An enum index is an Avro int. */
 HOT tp_reject_t rd_enum(dec_t *d, int f, unsigned nsymbols, uint8_t *out) {
   const uint8_t *at = d->p;
+  /*
+   * Index k is the byte 2k when k < 64: one test of a bit among the even
+   * ones below 2 * nsymbols (a constant) instead of a varint and a range.
+   */
+  _Static_assert(TP_STAGE_COUNT <= 32 && TP_CHANNEL_COUNT <= 32 &&
+                     TP_SUPPORT_KIND_COUNT <= 32 && TP_COMMERCE_KIND_COUNT <= 32,
+                 "an enum's valid bytes fit a 64-bit mask");
+  uint64_t valid = UINT64_C(0x5555555555555555) >> (64 - 2 * nsymbols);
+  if (LIKELY(at != d->end && at[0] < 64 && (valid >> at[0] & 1))) {
+    *out = (uint8_t)(at[0] >> 1);
+    d->p = at + 1;
+    return TP_REJECT_NONE;
+  }
   uint64_t raw = 0;
   TRY(rd_varint(d, f, INT_MAX_BYTES, &raw));
   /* Index k >= 0 is 2k in zigzag; odd means negative. */
@@ -735,8 +754,9 @@ static _Thread_local uint8_t len_hint[F_COUNT];
 /* rd_string() with a guessed length of 1-63 bytes (a one-byte varint). */
 HOT tp_reject_t rd_string_hinted(dec_t *d, int f, tp_str_t *s) {
   const uint8_t *p = d->p;
-  unsigned h = len_hint[f]; /* 0: no guess */
-  if (LIKELY(h != 0 && LEFT(d, p) > h && p[0] == 2 * h)) {
+  /* 0: no guess, but an empty string then holds it, and is read right */
+  unsigned h = len_hint[f];
+  if (LIKELY(LEFT(d, p) > h && p[0] == 2 * h)) {
     const uint8_t *next = p + 1 + h;
     FROM_GUESS(next);
     s->ptr = (const char *)p + 1;
