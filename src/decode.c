@@ -555,9 +555,10 @@ HOT tp_reject_t rd_enum(dec_t *d, int f, unsigned nsymbols, uint8_t *out) {
    * Index k is the byte 2k when k < 64: one test of a bit among the even
    * ones below 2 * nsymbols (a constant) instead of a varint and a range.
    */
-  _Static_assert(TP_STAGE_COUNT <= 32 && TP_CHANNEL_COUNT <= 32 &&
-                     TP_SUPPORT_KIND_COUNT <= 32 && TP_COMMERCE_KIND_COUNT <= 32,
-                 "an enum's valid bytes fit a 64-bit mask");
+  _Static_assert(TP_STAGE_COUNT <= 32, "valid bytes fit a 64-bit mask");
+  _Static_assert(TP_CHANNEL_COUNT <= 32, "valid bytes fit a 64-bit mask");
+  _Static_assert(TP_SUPPORT_KIND_COUNT <= 32, "valid bytes fit a 64-bit mask");
+  _Static_assert(TP_COMMERCE_KIND_COUNT <= 32, "valid bytes fit a 64-bit mask");
   uint64_t valid = UINT64_C(0x5555555555555555) >> (64 - 2 * nsymbols);
   if (LIKELY(at != d->end && at[0] < 64 && (valid >> at[0] & 1))) {
     *out = (uint8_t)(at[0] >> 1);
