@@ -650,24 +650,13 @@ static tp_err_t txn_error(tp_publisher_t *pub, const char *what, rd_kafka_error_
   if (rd_kafka_error_is_retriable(e)) {
     rc = TP_EAGAIN;
   } else if (rd_kafka_error_txn_requires_abort(e)) {
-    bool failed_before = atomic_load(&pub->failed);
-    rd_kafka_error_t *a = rd_kafka_abort_transaction(pub->k.rk, 30000);
-    if (a != NULL && renewable(pub, a, failed_before)) {
-      char rerr[512];
-      if (renew(pub, a, rerr, sizeof(rerr)) != TP_OK)
-        tp_log_error("%s", rerr);
-    } else if (a != NULL) {
-      tp_log_error("abort_transaction: %s", rd_kafka_error_string(a));
-      atomic_store(&pub->failed, true);
-      rd_kafka_error_destroy(a);
-    } else {
-      rd_kafka_error_t *b = rd_kafka_begin_transaction(pub->k.rk);
-      if (b != NULL) {
-        atomic_store(&pub->failed, true);
-        rd_kafka_error_destroy(b);
-      }
-    }
-    atomic_store(&pub->pending, 0);
+    /* The abort the pipeline itself asks for: in-flight requests finished
+     * first, a timed-out abort resumed, the producer replaced where that
+     * heals it, and the next transaction begun, not marked doomed by this
+     * one's refused messages. It fails the publisher if it fails. */
+    char aerr[512];
+    if (tp_publisher_txn_abort(pub, aerr, sizeof(aerr)) != TP_OK)
+      tp_log_error("%s", aerr);
     rc = TP_EKAFKA;
   } else {
     atomic_store(&pub->failed, true);

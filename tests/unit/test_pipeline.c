@@ -597,7 +597,8 @@ Test(pipeline, the_first_alert_does_not_wait_for_a_topic_lookup, .timeout = 60) 
 
 /* ---- a producer the broker refuses to abort -------------------------------- */
 
-#define KAFKA_API_END_TXN 26 /* the Kafka protocol's ApiKey of EndTxn */
+#define KAFKA_API_PRODUCE 0  /* the Kafka protocol's ApiKeys */
+#define KAFKA_API_END_TXN 26
 
 /* A mock cluster and a transactional publisher on it, its first
  * transaction open. */
@@ -670,6 +671,44 @@ Test(pipeline, an_abort_refused_with_invalid_txn_state_replaces_the_producer, .t
   cr_assert_eq(tp_publisher_txn_commit(x.pub, NULL, NULL, 10000, err, sizeof(err)), TP_OK, "%s",
                err);
   cr_expect(alert_readable(&x.c, "after"), "the replacement producer's commit is not readable");
+  txn_fixture_end(&x);
+}
+
+/*
+ * A commit refused because its transaction must abort (one of its messages
+ * failed, and the next ones were refused) aborts it and opens the next one
+ * clean: the publisher not failed, the new transaction not marked doomed
+ * by the old one's refusals, and its commit readable.
+ */
+Test(pipeline, a_commit_that_must_abort_leaves_the_next_transaction_clean, .timeout = 120) {
+  txn_fixture_t x;
+  txn_fixture_start(&x);
+  char err[512];
+  rd_kafka_mock_push_request_errors(x.c.mock, KAFKA_API_PRODUCE, 1,
+                                    RD_KAFKA_RESP_ERR_INVALID_RECORD);
+  cr_assert_eq(tp_publisher_alert(x.pub, "tp", 2, "lost", 4), TP_OK);
+  uint64_t give_up = tp_mono_ns() + 10ull * 1000000000u;
+  while (!tp_publisher_txn_doomed(x.pub) && tp_mono_ns() < give_up) {
+    cr_assert_eq(tp_publisher_alert(x.pub, "tp", 2, "refused", 7), TP_OK);
+    usleep(10000);
+  }
+  cr_assert(tp_publisher_txn_doomed(x.pub), "no message was refused after the failure");
+  cr_assert_eq(tp_publisher_txn_commit(x.pub, NULL, NULL, 10000, err, sizeof(err)), TP_EKAFKA,
+               "the commit of a transaction that must abort succeeded");
+  cr_assert_not(tp_publisher_failed(x.pub), "%s", err);
+  cr_assert_not(tp_publisher_txn_doomed(x.pub), "the new transaction is doomed by the old one");
+  /* The lost messages left a gap in the producer's sequence numbers, and
+   * librdkafka 2.0.2 learns that it must bump the producer's epoch only
+   * from the next transaction's commit, which it then aborts, as the
+   * pipeline would: the one after commits. */
+  tp_err_t rc = TP_EKAFKA;
+  for (int i = 0; i < 2 && rc != TP_OK; i++) {
+    cr_assert_eq(tp_publisher_alert(x.pub, "tp", 2, "after", 5), TP_OK);
+    rc = tp_publisher_txn_commit(x.pub, NULL, NULL, 10000, err, sizeof(err));
+    cr_assert(rc == TP_OK || (rc == TP_EKAFKA && !tp_publisher_failed(x.pub)), "%s", err);
+  }
+  cr_assert_eq(rc, TP_OK, "%s", err);
+  cr_expect(alert_readable(&x.c, "after"), "the next transaction's commit is not readable");
   txn_fixture_end(&x);
 }
 
