@@ -237,7 +237,8 @@ void tp_hash128(const void *data, size_t len, uint32_t seed, uint64_t out[2]) {
 }
 
 void tp_time_format(int64_t unix_ms, char *buf, size_t size) {
-  time_t sec = (time_t)tp_floor_div(unix_ms, 1000);
+  int64_t whole = tp_floor_div(unix_ms, 1000); /* seconds, rounded down */
+  time_t sec = (time_t)whole;
   struct tm tm;
   if (size == 0)
     return;
@@ -246,8 +247,7 @@ void tp_time_format(int64_t unix_ms, char *buf, size_t size) {
     return;
   }
   snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (int)(unix_ms - (int64_t)tp_floor_div(unix_ms, 1000) * 1000));
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms - whole * 1000));
 }
 
 void tp_duration_format(int64_t ms, char *buf, size_t size) {
